@@ -1,0 +1,82 @@
+"""Database access: SQLAlchemy 2 async for schema and colder CRUD, an asyncpg pool for hot paths.
+
+Both come from the same URL. See CONVENTIONS habit 4 for why the hot paths skip the ORM.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The URL as asyncpg wants it (no SQLAlchemy driver suffix)."""
+    return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", url)
+
+
+def sqlalchemy_url(url: str) -> str:
+    return re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql+asyncpg://", url)
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects via orjson; text passes through untouched when already str
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool with jsonb codecs installed."""
+    return await asyncpg.create_pool(
+        asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_init_connection,
+        command_timeout=30,
+    )
+
+
+def _split_database(url: str) -> tuple[str, str]:
+    base, _, name = asyncpg_dsn(url).rpartition("/")
+    return base, name.split("?", 1)[0]
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database named in `url` if it does not exist. True when it was created."""
+    base, name = _split_database(url)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"unsafe database name {name!r}")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        return not exists
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    base, name = _split_database(url)
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` on the same server."""
+    base, _ = _split_database(url)
+    return f"{base}/{name}"

@@ -1,0 +1,51 @@
+"""Settings base for every service (pydantic-settings). Built at start-up, never at import."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Common settings. Each service subclasses this with `env_prefix="<NAME>_"`,
+    e.g. IDENTITY_DATABASE_URL, IDENTITY_GRPC_PORT."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = "service"
+    database_url: str = Field(description="PostgreSQL URL of this service's own database")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Valkey/Redis URL of the event bus")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(0, ge=0, le=65535)
+    db_pool_size: int = Field(10, ge=1, le=200)
+    stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
+    log_level: str = "INFO"
+    log_json: bool = True
+    otlp_endpoint: str | None = Field(None, description="OTLP/gRPC collector; tracing export is off when unset")
+    clock_offset_file: str | None = Field(None, description="test hook: seconds to shift this process's clock")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, v: str) -> str:
+        if not v.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return v
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port}"
