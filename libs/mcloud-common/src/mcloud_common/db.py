@@ -30,12 +30,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb in and out as Python objects via orjson; text passes through untouched when already str
+    # jsonb in and out as Python objects via orjson, in the binary format (version byte 1 + JSON text)
+    # so COPY works too; a str is taken as JSON text already serialised.
     await conn.set_type_codec(
         "jsonb",
-        encoder=lambda v: v if isinstance(v, str) else orjson.dumps(v).decode(),
-        decoder=orjson.loads,
+        encoder=lambda v: b"\x01" + (v.encode() if isinstance(v, str) else orjson.dumps(v)),
+        decoder=lambda b: orjson.loads(b[1:]),
         schema="pg_catalog",
+        format="binary",
     )
 
 

@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make up` and `make test`. Everything installs from PyPI.
+SHELL := /bin/sh
+export UV_PYTHON_DOWNLOADS := never
+UV = $(shell ./scripts/ensure-uv.sh)
+VENV = .venv/bin
+
+.PHONY: install up down status test test-fast lint proto proto-check bench tenant
+
+install: .venv/.installed
+
+.venv/.installed: uv.lock pyproject.toml */pyproject.toml libs/*/pyproject.toml
+	$(UV) sync --all-packages --frozen --python python3.11
+	@touch $@
+
+up: install ## start the whole system (embedded PostgreSQL + Valkey), print the URLs
+	$(VENV)/mcloud up
+
+down: install
+	$(VENV)/mcloud down
+
+status: install
+	$(VENV)/mcloud status
+
+test: install ## every test: unit, integration (real PostgreSQL/Valkey), gRPC, e2e
+	$(VENV)/pytest -q
+
+lint: install ## ruff, buf lint, generated stubs fresh
+	$(VENV)/ruff check .
+	$(VENV)/buf lint proto
+	$(VENV)/python scripts/gen_proto.py --check
+
+proto: install ## regenerate libs/mcloud-proto from proto/
+	$(VENV)/python scripts/gen_proto.py
+
+bench: install ## benchmarks; writes bench/REPORT.md
+	$(VENV)/python -m bench.ingest

@@ -1,0 +1,152 @@
+"""IdentityService servicer: maps proto <-> domain/repo, nothing else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import grpc
+import orjson
+
+from identity.domain.calls import CALL_TYPES, Call, Rejected, validate
+from identity.repo import ingest as ingest_repo
+from identity.repo import profiles as profile_repo
+from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
+from mcloud_common.clock import Clock
+from mcloud_common.errors import InvalidArgument
+from mcloud_common.grpc_server import tenant_id
+from mcloud_common.ids import new_id_str, parse_uuid
+
+_TYPE_NAME = {getattr(identity_pb2, f"CALL_TYPE_{t.upper()}"): t for t in CALL_TYPES}
+_TYPE_ENUM = {v: k for k, v in _TYPE_NAME.items()}
+MAX_BATCH = 2500
+
+
+def _json_object(text: str, field: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("invalid_json", f"{field} is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise Rejected("invalid_json", f"{field} must be a JSON object")
+    return value
+
+
+def _to_call(ev: identity_pb2.InboundEvent, now: datetime) -> Call:
+    received = ev.received_at.ToDatetime(UTC) if ev.HasField("received_at") else now
+    return Call(
+        type=_TYPE_NAME.get(ev.type, ""),
+        message_id=ev.message_id or new_id_str(),
+        anonymous_id=ev.anonymous_id,
+        user_id=ev.user_id,
+        name=ev.name,
+        properties=_json_object(ev.properties_json, "properties"),
+        traits=_json_object(ev.traits_json, "traits"),
+        context=_json_object(ev.context_json, "context"),
+        previous_id=ev.previous_id,
+        group_id=ev.group_id,
+        timestamp=ev.timestamp.ToDatetime(UTC) if ev.HasField("timestamp") else received,
+        received_at=received,
+        channel=ev.channel,
+    )
+
+
+def _ts(dt: datetime):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    t = Timestamp()
+    t.FromDatetime(dt)
+    return t
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, shards: int) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._shards = shards
+
+    async def IngestEvents(self, request: identity_pb2.IngestEventsRequest, context: grpc.aio.ServicerContext):
+        tenant = tenant_id(context)
+        if len(request.events) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} events per call", code="batch_too_large")
+        now = self._clock.now()
+        calls: list[Call] = []
+        positions: list[int] = []
+        response = identity_pb2.IngestEventsResponse()
+        for index, ev in enumerate(request.events):
+            try:
+                call = _to_call(ev, now)
+                validate(call)
+            except Rejected as rej:
+                response.rejected.add(index=index, code=rej.code, detail=rej.detail)
+                continue
+            calls.append(call)
+            positions.append(index)
+        async with self._pool.acquire() as conn:
+            result = await ingest_repo.ingest(conn, tenant, calls, shards=self._shards)
+        response.accepted = result.accepted
+        response.duplicates = result.duplicates
+        profile_ids = [""] * len(request.events)
+        for j, profile in result.profile_ids.items():
+            profile_ids[positions[j]] = profile
+        response.profile_ids.extend(profile_ids)
+        return response
+
+    async def GetProfile(self, request: identity_pb2.GetProfileRequest, context: grpc.aio.ServicerContext):
+        tenant = tenant_id(context)
+        async with self._pool.acquire() as conn:
+            profile_id = await self._resolve(conn, tenant, request)
+            view = await profile_repo.get_profile(conn, tenant, profile_id)
+        return identity_pb2.GetProfileResponse(profile=identity_pb2.Profile(
+            id=view.id,
+            identifiers=[identity_pb2.Identifier(type=t, value=v) for t, v in view.identifiers],
+            traits_json=orjson.dumps(view.traits).decode(),
+            tags=view.tags,
+            lifecycle_stage=view.lifecycle_stage,
+            computed_json=orjson.dumps(view.computed).decode(),
+            created_at=_ts(view.created_at),
+            updated_at=_ts(view.updated_at),
+            merged_from=view.merged_from,
+        ))
+
+    async def ListProfileEvents(self, request: identity_pb2.ListProfileEventsRequest,
+                                context: grpc.aio.ServicerContext):
+        tenant = tenant_id(context)
+        size = request.page_size or 50
+        if not 0 < size <= 1000:
+            raise InvalidArgument("page_size must be between 1 and 1000", code="invalid_page_size")
+        before = None
+        if request.page_token:
+            try:
+                ts, _, last_id = request.page_token.partition("|")
+                before = (datetime.fromisoformat(ts), last_id)
+            except ValueError as exc:
+                raise InvalidArgument("bad page_token", code="invalid_page_token") from exc
+        async with self._pool.acquire() as conn:
+            profile_id = await self._resolve(
+                conn, tenant, identity_pb2.GetProfileRequest(profile_id=request.profile_id))
+            rows = await profile_repo.list_events(conn, tenant, profile_id, limit=size, before=before)
+        response = identity_pb2.ListProfileEventsResponse(events=[
+            identity_pb2.ProfileEvent(
+                id=r["id"], type=_TYPE_ENUM.get(r["type"], identity_pb2.CALL_TYPE_UNSPECIFIED), name=r["name"],
+                properties_json=orjson.dumps(r["properties"]).decode(), timestamp=_ts(r["timestamp"]),
+                channel=r["channel"], message_id=r["message_id"],
+            ) for r in rows
+        ])
+        if len(rows) == size:
+            response.next_page_token = f"{rows[-1]['timestamp'].isoformat()}|{rows[-1]['id']}"
+        return response
+
+    async def _resolve(self, conn: asyncpg.Connection, tenant: str, request: identity_pb2.GetProfileRequest) -> str:
+        which = request.WhichOneof("key")
+        if which == "profile_id":
+            if parse_uuid(request.profile_id) is None:
+                raise InvalidArgument("profile_id must be a UUID", code="invalid_profile_id")
+            return await profile_repo.resolve_profile_id(conn, tenant, profile_id=request.profile_id)
+        if which == "identifier" and request.identifier.type and request.identifier.value:
+            ident = request.identifier
+            value = ident.value.strip().lower() if ident.type == "email" else ident.value
+            return await profile_repo.resolve_profile_id(conn, tenant, identifier=(ident.type, value))
+        raise InvalidArgument("profile_id or identifier (type and value) is required", code="missing_key")

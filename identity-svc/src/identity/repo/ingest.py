@@ -1,0 +1,231 @@
+"""The ingest hot path: one transaction per batch, set-based statements only (asyncpg).
+
+dedupe message ids -> lock and read identifiers -> resolve (pure) -> write profiles, identifiers,
+merges, events (COPY) and the outbox, all in one commit.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+
+from identity.domain.calls import Call, identifiers_of, lookup_keys
+from identity.domain.resolution import STRONG_TYPES, Key, ResolutionPlan, resolve
+from mcloud_common.bus import enqueue
+from mcloud_common.ids import new_id, new_id_str
+from mcloud_common.telemetry import inject_traceparent
+from mcloud.events.v1 import event_pb2, identity_events_pb2
+
+EVENT_COLUMNS = ("id", "tenant_id", "profile_id", "message_id", "type", "name", "anonymous_id",
+                 "user_id", "properties", "traits", "context", "channel", "timestamp", "received_at")
+
+_CHANNEL = {
+    "web": event_pb2.CHANNEL_WEB, "app": event_pb2.CHANNEL_APP, "mini_program": event_pb2.CHANNEL_MINI_PROGRAM,
+    "pos": event_pb2.CHANNEL_POS, "crm": event_pb2.CHANNEL_CRM, "ads": event_pb2.CHANNEL_ADS,
+    "server": event_pb2.CHANNEL_SERVER,
+}
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    profile_ids: dict[int, str] = field(default_factory=dict)  # index in the accepted list -> profile
+
+
+def _lock_key(tenant_id: str, key: Key) -> int:
+    # 63-bit advisory lock id per identifier: concurrent batches touching one identifier serialise.
+    low = zlib.crc32(f"{tenant_id}\x1f{key[0]}\x1f{key[1]}".encode())
+    return low | ((zlib.adler32(key[1].encode()) & 0x7FFFFFFF) << 32)
+
+
+async def _known_identifiers(conn: asyncpg.Connection, tenant_id: str, keys: list[Key]) -> dict[Key, str]:
+    rows = await conn.fetch(
+        """
+        SELECT i.type, i.value, i.profile_id::text AS profile_id
+        FROM unnest($2::text[], $3::text[]) AS k(type, value)
+        JOIN identifiers i ON i.tenant_id = $1 AND i.type = k.type AND i.value = k.value
+        """,
+        tenant_id, [k[0] for k in keys], [k[1] for k in keys],
+    )
+    return {(r["type"], r["value"]): r["profile_id"] for r in rows}
+
+
+async def _profile_facts(conn: asyncpg.Connection, tenant_id: str, profiles: list[str]
+                         ) -> tuple[dict[str, dict[str, set[str]]], dict[str, int]]:
+    """Strong identifiers held by each profile, and the profiles' creation order."""
+    rows = await conn.fetch(
+        """
+        SELECT p.id::text AS id, i.type, i.value
+        FROM profiles p
+        LEFT JOIN identifiers i ON i.tenant_id = p.tenant_id AND i.profile_id = p.id AND i.type = ANY($3)
+        WHERE p.tenant_id = $1 AND p.id = ANY($2::uuid[])
+        ORDER BY p.id
+        """,
+        tenant_id, profiles, list(STRONG_TYPES),
+    )
+    strong: dict[str, dict[str, set[str]]] = {}
+    created: dict[str, int] = {}
+    for r in rows:
+        created.setdefault(r["id"], len(created))  # UUIDv7 order is creation order
+        if r["type"]:
+            strong.setdefault(r["id"], {}).setdefault(r["type"], set()).add(r["value"])
+    return strong, created
+
+
+def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace: tuple[str, str],
+              properties_json: str, context_json: str) -> event_pb2.Event:
+    ev = event_pb2.Event(
+        id=event_id, tenant_id=tenant_id, type=call.type, profile_id=profile_id,
+        anonymous_id=call.anonymous_id, user_id=call.user_id, source="identity",
+        channel=_CHANNEL.get(call.channel, event_pb2.CHANNEL_UNSPECIFIED), name=call.name,
+        message_id=call.message_id, properties_json=properties_json, context_json=context_json,
+    )
+    ev.occurred_at.FromDatetime(call.timestamp)
+    ev.received_at.FromDatetime(call.received_at)
+    ev.trace.traceparent, ev.trace.tracestate = trace
+    return ev
+
+
+def _merge_event(tenant_id: str, from_profile: str, into_profile: str, reason: str,
+                 trace: tuple[str, str]) -> event_pb2.Event:
+    ev = event_pb2.Event(id=new_id_str(), tenant_id=tenant_id, type="profile.merged",
+                         profile_id=into_profile, source="identity")
+    ev.occurred_at.GetCurrentTime()
+    ev.received_at.CopyFrom(ev.occurred_at)
+    ev.trace.traceparent, ev.trace.tracestate = trace
+    ev.payload.Pack(identity_events_pb2.ProfileMerged(
+        from_profile_id=from_profile, into_profile_id=into_profile, reason=reason))
+    return ev
+
+
+async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: ResolutionPlan) -> None:
+    if plan.new_profiles:
+        await conn.execute(
+            "INSERT INTO profiles (id, tenant_id) SELECT p, $1 FROM unnest($2::uuid[]) AS p",
+            tenant_id, plan.new_profiles,
+        )
+    if plan.new_identifiers:
+        await conn.execute(
+            """
+            INSERT INTO identifiers (tenant_id, type, value, profile_id)
+            SELECT $1, t, v, p FROM unnest($2::text[], $3::text[], $4::uuid[]) AS x(t, v, p)
+            ON CONFLICT DO NOTHING
+            """,
+            tenant_id, *map(list, zip(*plan.new_identifiers, strict=True)),
+        )
+    if plan.merges:
+        froms = [m.from_profile for m in plan.merges]
+        intos = [m.into_profile for m in plan.merges]
+        await conn.execute(
+            """
+            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+            UPDATE identifiers SET profile_id = m.i FROM m
+            WHERE identifiers.tenant_id = $1 AND identifiers.profile_id = m.f
+            """,
+            tenant_id, froms, intos,
+        )
+        # Older traits first, the survivor's on top: the known person's data wins conflicts.
+        await conn.execute(
+            """
+            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+            UPDATE profiles p SET traits = src.traits || p.traits, updated_at = now()
+            FROM m JOIN profiles src ON src.id = m.f
+            WHERE p.tenant_id = $1 AND p.id = m.i
+            """,
+            tenant_id, froms, intos,
+        )
+        await conn.execute(
+            """
+            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+            UPDATE profiles SET merged_into = m.i, updated_at = now() FROM m
+            WHERE profiles.tenant_id = $1 AND profiles.id = m.f
+            """,
+            tenant_id, froms, intos,
+        )
+        await conn.execute(
+            """
+            INSERT INTO merges (tenant_id, from_profile, into_profile, reason)
+            SELECT $1, f, i, 'auto' FROM unnest($2::uuid[], $3::uuid[]) AS m(f, i)
+            """,
+            tenant_id, froms, intos,
+        )
+
+
+async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int) -> IngestResult:
+    """Store valid calls once each (by message id), resolve identities, publish via the outbox."""
+    result = IngestResult()
+    if not calls:
+        return result
+    async with conn.transaction():
+        # 1. Dedupe: within the batch, then against what was stored before.
+        first_index: dict[str, int] = {}
+        for i, c in enumerate(calls):
+            first_index.setdefault(c.message_id, i)
+        fresh = await conn.fetch(
+            """
+            INSERT INTO message_ids (tenant_id, message_id)
+            SELECT $1, m FROM unnest($2::text[]) AS m
+            ON CONFLICT DO NOTHING RETURNING message_id
+            """,
+            tenant_id, list(first_index),
+        )
+        fresh_ids = {r["message_id"] for r in fresh}
+        todo = [i for i, c in enumerate(calls) if c.message_id in fresh_ids and first_index[c.message_id] == i]
+        result.duplicates = len(calls) - len(todo)
+        if not todo:
+            return result
+        todo_calls = [calls[i] for i in todo]
+
+        # 2. Lock every identifier involved (sorted: no deadlocks), then read what is known.
+        keys = list(dict.fromkeys(k for c in todo_calls for k in lookup_keys(c)))
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
+            sorted({_lock_key(tenant_id, k) for k in keys}),
+        )
+        known = await _known_identifiers(conn, tenant_id, keys)
+        strong, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
+
+        # 3. Resolve in order (pure), then apply.
+        plan = resolve(
+            (identifiers_of(c, known) for c in todo_calls),
+            known=known, strong=strong, created=created, new_id=new_id_str,
+        )
+        await _apply_plan(conn, tenant_id, plan)
+
+        # 4. Traits from identify calls, last write wins in event order.
+        traits_by_profile: dict[str, dict] = {}
+        for c, p in zip(todo_calls, plan.event_profiles, strict=True):
+            if c.type == "identify" and c.traits:
+                traits_by_profile.setdefault(p, {}).update(c.traits)
+        if traits_by_profile:
+            await conn.execute(
+                """
+                UPDATE profiles p SET traits = p.traits || x.t, updated_at = now()
+                FROM unnest($2::uuid[], $3::jsonb[]) AS x(id, t)
+                WHERE p.tenant_id = $1 AND p.id = x.id
+                """,
+                tenant_id, list(traits_by_profile), [orjson.dumps(t).decode() for t in traits_by_profile.values()],
+            )
+
+        # 5. Events (COPY) and their envelopes (outbox), same transaction.
+        trace = inject_traceparent()
+        rows = []
+        envelopes = []
+        for c, p in zip(todo_calls, plan.event_profiles, strict=True):
+            event_id = new_id()
+            props = orjson.dumps(c.properties).decode()
+            ctx = orjson.dumps(c.context).decode()
+            rows.append((event_id, tenant_id, p, c.message_id, c.type, c.name, c.anonymous_id, c.user_id,
+                         props, orjson.dumps(c.traits).decode(), ctx, c.channel, c.timestamp, c.received_at))
+            envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace, props, ctx))
+        envelopes.extend(_merge_event(tenant_id, m.from_profile, m.into_profile, "auto", trace)
+                         for m in plan.merges)
+        await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)
+        await enqueue(conn, envelopes, producer="identity", shards=shards)
+        result.accepted = len(todo)
+        result.profile_ids = {todo[j]: p for j, p in enumerate(plan.event_profiles)}
+    return result

@@ -1,0 +1,52 @@
+"""What every service process holds: its settings, an asyncpg pool on its own database, a Valkey
+client, a clock and the outbox relay; and how it is wrapped into a gRPC service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from mcloud_common.bus import OutboxRelay
+from mcloud_common.clock import Clock, clock_from_env
+from mcloud_common.db import create_pool
+from mcloud_common.grpc_server import GrpcService, Registrar
+from mcloud_common.settings import ServiceSettings
+
+
+@dataclass
+class Runtime:
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    clock: Clock
+    relay: OutboxRelay | None
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+        await self.redis.aclose()
+        await self.pool.close()
+
+
+async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None, relay: bool = True) -> Runtime:
+    """Connect to the service's database and the bus; start the outbox relay unless `relay=False`
+    (tests that need to observe the outbox before it is published)."""
+    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    redis = aioredis.from_url(settings.redis_url)
+    outbox_relay = OutboxRelay(pool, redis) if relay else None
+    if outbox_relay is not None:
+        outbox_relay.start()
+    return Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay)
+
+
+def grpc_service(runtime: Runtime, register: Registrar) -> GrpcService:
+    """A gRPC service over `runtime` that closes it on stop."""
+    s = runtime.settings
+    return GrpcService(s.service_name, s.grpc_address, register, on_stop=[runtime.close])
+
+
+def service_names(*descriptors) -> list[str]:
+    """Full names of the gRPC services in the given file descriptors (for health and reflection)."""
+    return [svc.full_name for d in descriptors for svc in d.services_by_name.values()]
