@@ -146,3 +146,33 @@ async def test_calls_without_a_tenant_are_refused(identity):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.GetProfile(pb.GetProfileRequest(profile_id=str(uuid.uuid4())))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_events_committed_while_the_relay_is_dead_are_published_after_it_restarts(
+        identity_db, settings_for, tenant, redis):
+    """The relay is killed between identity's commit and the publish: nothing is lost."""
+    from identity.app import build
+    from mcloud.identity.v1 import identity_pb2_grpc
+    from mcloud_common.bus import OutboxRelay
+    from mcloud_common.db import create_pool
+    from mcloud_common.testing.services import running_service
+
+    async with running_service(build, settings_for(identity_db), relay=False) as (_, channel):
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        reply = await ingest(stub, tenant, track("r1", anonymous_id="relay-test"),
+                             track("r2", anonymous_id="relay-test"))
+        profile = reply.profile_ids[0]
+    assert await stream_events(redis, profile) == []  # committed, not yet published
+    pool = await create_pool(identity_db)
+    try:
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 2
+        relay = OutboxRelay(pool, redis)  # "restart": a fresh relay over the same outbox
+        relay.start()
+        try:
+            published = await wait_until(lambda: _count(redis, profile, 2), message="events published")
+        finally:
+            await relay.stop()
+        assert [e.message_id for e in published] == ["r1", "r2"]
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        await pool.close()

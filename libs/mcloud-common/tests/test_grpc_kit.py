@@ -1,0 +1,115 @@
+"""The gRPC server bootstrap and client factory, on a real in-process server."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from mcloud_common import errors
+from mcloud_common.grpc_client import make_channel, tenant_metadata
+from mcloud_common.grpc_server import GrpcService, tenant_id
+
+
+class ScriptedHealth(health_pb2_grpc.HealthServicer):
+    """A servicer whose Check does whatever the test scripted for the requested 'service' name."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seen_metadata: list[dict] = []
+
+    async def Check(self, request, context):
+        self.calls += 1
+        self.seen_metadata.append(dict(context.invocation_metadata()))
+        match request.service:
+            case "not-found":
+                raise errors.NotFound("no such thing", code="thing_not_found", thing="42")
+            case "boom":
+                raise RuntimeError("secret internals: password=hunter2")
+            case "flaky" if self.calls < 3:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+            case "tenant":
+                return health_pb2.HealthCheckResponse(status=1 if tenant_id(context) else 0)
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+@pytest.fixture
+async def scripted():
+    servicer = ScriptedHealth()
+
+    def register(server):
+        # Registered under its own name next to the real health service the bootstrap adds.
+        rpc = grpc.unary_unary_rpc_method_handler(
+            servicer.Check,
+            request_deserializer=health_pb2.HealthCheckRequest.FromString,
+            response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Scripted", {"Check": rpc}),))
+        return ["test.Scripted"]
+
+    service = GrpcService("test", "127.0.0.1:0", register)
+    await service.start()
+    channel = make_channel(f"127.0.0.1:{service.port}", default_timeout=3)
+    call = channel.unary_unary(
+        "/test.Scripted/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    yield servicer, call
+    await channel.close()
+    await service.stop()
+
+
+async def test_domain_errors_become_a_status_with_a_stable_code_and_error_info(scripted):
+    _, call = scripted
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="not-found"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "no such thing"
+    trailers = dict(err.value.trailing_metadata())
+    assert trailers["mcloud-error-code"] == "thing_not_found"
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert (info.reason, info.domain, dict(info.metadata)) == ("thing_not_found", "mcloud.test", {"thing": "42"})
+
+
+async def test_unexpected_errors_are_internal_without_leaking_details(scripted):
+    _, call = scripted
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="boom"))
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "hunter2" not in (err.value.details() or "")
+
+
+async def test_client_retries_unavailable_until_it_succeeds(scripted):
+    servicer, call = scripted
+    reply = await call(health_pb2.HealthCheckRequest(service="flaky"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert servicer.calls == 3
+
+
+async def test_tenant_comes_from_metadata_and_is_required(scripted):
+    _, call = scripted
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="tenant"))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="tenant"), metadata=tenant_metadata("not-a-uuid"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ok = await call(health_pb2.HealthCheckRequest(service="tenant"),
+                    metadata=tenant_metadata("0193a5b0-0000-7000-8000-000000000001"))
+    assert ok.status == 1
+
+
+async def test_client_propagates_the_current_trace_to_the_server(scripted):
+    servicer, call = scripted
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("caller") as span:
+        await call(health_pb2.HealthCheckRequest(service="ok"))
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    assert servicer.seen_metadata[-1]["traceparent"].split("-")[1] == trace_id
+    assert trace.get_current_span().get_span_context().is_valid is False
