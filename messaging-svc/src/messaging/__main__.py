@@ -1,8 +1,8 @@
 """`python -m messaging [serve|migrate]`."""
 
+from mcloud_common.service_main import main
 from messaging.app import MIGRATIONS, build
 from messaging.settings import MessagingSettings
-from mcloud_common.service_main import main
 
 if __name__ == "__main__":
     main(settings_cls=MessagingSettings, build=build, migrations=MIGRATIONS)

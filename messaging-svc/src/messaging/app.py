@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from messaging.settings import MessagingSettings
 from mcloud.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from mcloud_common.clock import Clock
 from mcloud_common.grpc_server import GrpcService
 from mcloud_common.runtime import grpc_service, open_runtime, service_names
+from messaging.settings import MessagingSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

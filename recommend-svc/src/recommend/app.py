@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recommend.settings import RecommendSettings
 from mcloud.recommend.v1 import recommend_pb2, recommend_pb2_grpc
 from mcloud_common.clock import Clock
 from mcloud_common.grpc_server import GrpcService
 from mcloud_common.runtime import grpc_service, open_runtime, service_names
+from recommend.settings import RecommendSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -14,10 +14,10 @@ import orjson
 
 from identity.domain.calls import Call, identifiers_of, lookup_keys
 from identity.domain.resolution import STRONG_TYPES, Key, ResolutionPlan, resolve
+from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud_common.bus import enqueue
 from mcloud_common.ids import new_id, new_id_str
 from mcloud_common.telemetry import inject_traceparent
-from mcloud.events.v1 import event_pb2, identity_events_pb2
 
 EVENT_COLUMNS = ("id", "tenant_id", "profile_id", "message_id", "type", "name", "anonymous_id",
                  "user_id", "properties", "traits", "context", "channel", "timestamp", "received_at")
@@ -155,6 +155,15 @@ async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: Resolution
         )
 
 
+async def _plan(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], keys: list[Key]
+                ) -> tuple[ResolutionPlan, dict[Key, str]]:
+    known = await _known_identifiers(conn, tenant_id, keys)
+    strong, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
+    plan = resolve((identifiers_of(c, known) for c in calls),
+                   known=known, strong=strong, created=created, new_id=new_id_str)
+    return plan, known
+
+
 async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int) -> IngestResult:
     """Store valid calls once each (by message id), resolve identities, publish via the outbox."""
     result = IngestResult()
@@ -180,20 +189,20 @@ async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *,
             return result
         todo_calls = [calls[i] for i in todo]
 
-        # 2. Lock every identifier involved (sorted: no deadlocks), then read what is known.
+        # 2. Resolve against what is known. Most events only touch known identifiers of one profile
+        #    and need no lock; when the plan creates identifiers or merges profiles, lock just those
+        #    identifiers (sorted: no deadlocks), re-read and resolve again, so concurrent batches
+        #    creating or merging the same person serialise instead of racing.
         keys = list(dict.fromkeys(k for c in todo_calls for k in lookup_keys(c)))
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
-            sorted({_lock_key(tenant_id, k) for k in keys}),
-        )
-        known = await _known_identifiers(conn, tenant_id, keys)
-        strong, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
-
-        # 3. Resolve in order (pure), then apply.
-        plan = resolve(
-            (identifiers_of(c, known) for c in todo_calls),
-            known=known, strong=strong, created=created, new_id=new_id_str,
-        )
+        plan, known = await _plan(conn, tenant_id, todo_calls, keys)
+        if plan.new_identifiers or plan.merges:
+            merging = {p for m in plan.merges for p in (m.from_profile, m.into_profile)}
+            contested = [k for k in keys if k not in known or known[k] in merging]
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
+                sorted({_lock_key(tenant_id, k) for k in contested}),
+            )
+            plan, known = await _plan(conn, tenant_id, todo_calls, keys)
         await _apply_plan(conn, tenant_id, plan)
 
         # 4. Traits from identify calls, last write wins in event order.

@@ -6,19 +6,15 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
-    """Common settings. Each service subclasses this with `env_prefix="<NAME>_"`,
-    e.g. IDENTITY_DATABASE_URL, IDENTITY_GRPC_PORT."""
+class ProcessSettings(BaseSettings):
+    """What every mcloud process has: its own database, Valkey, logging and tracing."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     service_name: str = "service"
-    database_url: str = Field(description="PostgreSQL URL of this service's own database")
+    database_url: str = Field(description="PostgreSQL URL of this process's own database")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Valkey/Redis URL of the event bus")
-    grpc_host: str = "127.0.0.1"
-    grpc_port: int = Field(0, ge=0, le=65535)
     db_pool_size: int = Field(10, ge=1, le=200)
-    stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
     log_level: str = "INFO"
     log_json: bool = True
     otlp_endpoint: str | None = Field(None, description="OTLP/gRPC collector; tracing export is off when unset")
@@ -45,6 +41,16 @@ class ServiceSettings(BaseSettings):
         if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return v
+
+
+
+class ServiceSettings(ProcessSettings):
+    """Settings of a gRPC service. Each service subclasses this with `env_prefix="<NAME>_"`,
+    e.g. IDENTITY_DATABASE_URL, IDENTITY_GRPC_PORT."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(0, ge=0, le=65535)
+    stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
 
     @property
     def grpc_address(self) -> str:

@@ -28,7 +28,7 @@ async def running_service(build: Callable[..., Awaitable[GrpcService]], settings
         await service.stop()
 
 
-async def wait_until(predicate: Callable[[], Awaitable[Any] | Any], *, timeout: float = 10.0,
+async def wait_until(predicate: Callable[[], Awaitable[Any] | Any], *, timeout: float = 10.0,  # noqa: ASYNC109
                      interval: float = 0.02, message: str = "condition") -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,50 @@
+"""What the app opens at start-up and closes at shutdown, and the typed dependencies that hand it
+to routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import asyncpg
+import grpc
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+from gateway.ratelimit import RateLimiter
+from gateway.settings import GatewaySettings
+from gateway.tenancy import KeyCache
+from mcloud.identity.v1 import identity_pb2_grpc
+from mcloud_common.clock import Clock, SystemClock
+
+
+@dataclass
+class Resources:
+    settings: GatewaySettings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    channels: dict[str, grpc.aio.Channel]
+    key_cache: KeyCache
+    limiter: RateLimiter
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def identity(self) -> identity_pb2_grpc.IdentityServiceStub:
+        stub = getattr(self, "_identity", None)
+        if stub is None:
+            stub = self._identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
+        return stub
+
+
+def get_resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_identity(request: Request) -> identity_pb2_grpc.IdentityServiceStub:
+    return request.app.state.resources.identity
+
+
+IdentityDep = Annotated[identity_pb2_grpc.IdentityServiceStub, Depends(get_identity)]

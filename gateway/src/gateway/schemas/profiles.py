@@ -1,0 +1,41 @@
+"""Profile API shapes (reads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class IdentifierRead(BaseModel):
+    type: str = Field(examples=["user_id"])
+    value: str = Field(examples=["42"])
+
+
+class ProfileRead(BaseModel):
+    id: str
+    identifiers: list[IdentifierRead]
+    traits: dict[str, Any]
+    tags: list[str]
+    lifecycle_stage: str
+    computed: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+    merged_from: list[str] = Field(description="profiles merged into this one")
+
+
+class ProfileEventRead(BaseModel):
+    id: str
+    type: str = Field(description="track, identify, alias, page, screen or group")
+    name: str
+    properties: dict[str, Any]
+    timestamp: datetime | None
+    channel: str
+    message_id: str
+
+
+class ProfileEventsPage(BaseModel):
+    profile_id: str
+    events: list[ProfileEventRead]
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null at the end")

@@ -1,0 +1,59 @@
+"""A server span per HTTP request (W3C traceparent honoured), so the gRPC client interceptor carries
+the trace on to the services and logs get trace ids. Pure ASGI: no per-request task overhead."""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mcloud_common.telemetry import extract_context
+
+_UNTRACED = frozenset({"/healthz", "/readyz"})
+
+
+class TracingMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer("mcloud.gateway")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        traceparent = tracestate = ""
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
+        parent = extract_context(traceparent, tracestate) if traceparent else otel_context.get_current()
+        method = scope["method"]
+        span = self.tracer.start_span(
+            f"{method} {scope['path']}",
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+
+        async def traced_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, traced_send)
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR))
+            raise
+        finally:
+            route = scope.get("route")
+            if route is not None and getattr(route, "path", None):
+                span.update_name(f"{method} {route.path}")
+            otel_context.detach(token)
+            span.end()

@@ -1,0 +1,3 @@
+from mcloud_cli.main import app
+
+app(prog_name="mcloud")

@@ -1,0 +1,194 @@
+"""Where the local stack lives and which ports it uses: one `StackConfig`, derived from the CLI flags
+and the environment, from which every address, URL, path and child-process environment follows."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mcloud_common.db import with_database
+
+SERVICES: tuple[str, ...] = ("identity", "loyalty", "journey", "recommend", "messaging")
+GATEWAY = "gateway"
+COMPONENTS: tuple[str, ...] = ("postgres", "valkey", *SERVICES, GATEWAY)
+
+DEFAULT_HOME = ".mcloud"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_BASE_PORT = 50051
+DEFAULT_PG_PORT = 55432
+DEFAULT_VALKEY_PORT = 56379
+HOST = "127.0.0.1"
+
+
+def database_name(component: str) -> str:
+    return f"mcloud_{component}"
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """The TCP ports of one stack; service i listens on grpc_base + i (in SERVICES order)."""
+
+    http: int = DEFAULT_HTTP_PORT
+    grpc_base: int = DEFAULT_GRPC_BASE_PORT
+    pg: int = DEFAULT_PG_PORT
+    valkey: int = DEFAULT_VALKEY_PORT
+
+    def grpc(self, service: str) -> int:
+        return self.grpc_base + SERVICES.index(service)
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Ports nobody listens on right now (for tests that run a stack beside others)."""
+        return cls(http=_free_port(), grpc_base=_free_port_range(len(SERVICES)), pg=_free_port(),
+                   valkey=_free_port())
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    # Servers named by DATABASE_URL / REDIS_URL replace the embedded ones when set.
+    external_database_url: str | None = None
+    external_redis_url: str | None = None
+    clock_offset_file: str | None = None
+
+    @classmethod
+    def from_env(cls, home: Path, ports: StackPorts, clock_offset_file: str | None = None) -> StackConfig:
+        return cls(
+            home=home.resolve(),
+            ports=ports,
+            external_database_url=os.environ.get("DATABASE_URL") or None,
+            external_redis_url=os.environ.get("REDIS_URL") or None,
+            clock_offset_file=clock_offset_file,
+        )
+
+    # paths
+    @property
+    def state_file(self) -> Path:
+        return self.home / "state.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def valkey_dir(self) -> Path:
+        return self.home / "valkey"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    # servers
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.external_database_url is None
+
+    @property
+    def embedded_valkey(self) -> bool:
+        return self.external_redis_url is None
+
+    @property
+    def postgres_url(self) -> str:
+        if self.external_database_url:
+            return with_database(self.external_database_url, "postgres")
+        return f"postgresql://postgres@{HOST}:{self.ports.pg}/postgres"
+
+    @property
+    def redis_url(self) -> str:
+        return self.external_redis_url or f"redis://{HOST}:{self.ports.valkey}/0"
+
+    def database_url(self, component: str) -> str:
+        return with_database(self.postgres_url, database_name(component))
+
+    # addresses
+    def grpc_address(self, service: str) -> str:
+        return f"{HOST}:{self.ports.grpc(service)}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{HOST}:{self.ports.http}"
+
+    def ports_to_check(self) -> dict[str, int]:
+        """Ports that must be free before `up` starts its own processes on them."""
+        ports = {GATEWAY: self.ports.http, **{s: self.ports.grpc(s) for s in SERVICES}}
+        if self.embedded_postgres:
+            ports["postgres"] = self.ports.pg
+        if self.embedded_valkey:
+            ports["valkey"] = self.ports.valkey
+        return ports
+
+    def urls(self) -> dict:
+        """Everything a user (or an e2e test) needs to reach the stack."""
+        return {
+            "gateway": self.gateway_url,
+            "docs": f"{self.gateway_url}/docs",
+            "grpc": {s: self.grpc_address(s) for s in SERVICES},
+            "postgres": self.postgres_url,
+            "valkey": self.redis_url,
+            "databases": {c: self.database_url(c) for c in (*SERVICES, GATEWAY)},
+            "logs": str(self.logs_dir),
+            "home": str(self.home),
+        }
+
+    def child_env(self, component: str) -> dict[str, str]:
+        """Environment of `python -m <component> ...` (inherits ours, adds its own settings)."""
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        prefix = component.upper()
+        env[f"{prefix}_DATABASE_URL"] = self.database_url(component)
+        env[f"{prefix}_REDIS_URL"] = self.redis_url
+        if self.clock_offset_file:
+            env[f"{prefix}_CLOCK_OFFSET_FILE"] = self.clock_offset_file
+        if component == GATEWAY:
+            env["GATEWAY_HTTP_HOST"] = HOST
+            env["GATEWAY_HTTP_PORT"] = str(self.ports.http)
+            for s in SERVICES:
+                env[f"GATEWAY_{s.upper()}_TARGET"] = self.grpc_address(s)
+        else:
+            env[f"{prefix}_GRPC_HOST"] = HOST
+            env[f"{prefix}_GRPC_PORT"] = str(self.ports.grpc(component))
+        return env
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """(host, port) of a postgresql:// or redis:// URL, with the protocol's default port."""
+    parts = urlsplit(url)
+    default = 6379 if parts.scheme.startswith("redis") else 5432
+    return parts.hostname or HOST, parts.port or default
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _free_port_range(n: int) -> int:
+    """A base port b such that b .. b+n-1 are all bindable right now."""
+    for _ in range(200):
+        base = _free_port()
+        if base + n > 65535:
+            continue
+        if all(port_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
+def port_free(port: int, host: str = HOST) -> bool:
+    """True when nothing listens on host:port (a bind succeeds and a connect is refused)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are not "busy"
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) != 0

@@ -1,0 +1,40 @@
+"""Writing events to the transactional outbox, in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from mcloud.events.v1 import event_pb2
+from mcloud_common.bus.streams import stream_for
+
+_INSERT = """
+    INSERT INTO outbox (stream, event_id, payload)
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])
+"""
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    events: Sequence[event_pb2.Event],
+    *,
+    producer: str,
+    shards: int,
+) -> None:
+    """Add `events` to the outbox in ONE statement on `conn`; they are published (in this order per
+    stream) only if the caller's transaction commits. Every event needs a UUID `id`."""
+    if not events:
+        return
+    streams: list[str] = []
+    ids: list[uuid.UUID] = []
+    payloads: list[bytes] = []
+    for event in events:
+        try:
+            ids.append(uuid.UUID(event.id))
+        except ValueError:
+            raise ValueError(f"event id must be a UUID, got {event.id!r} (type {event.type!r})") from None
+        streams.append(stream_for(event, producer, shards))
+        payloads.append(event.SerializeToString())
+    await conn.execute(_INSERT, streams, ids, payloads)
