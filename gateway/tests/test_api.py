@@ -7,10 +7,17 @@ import base64
 import gzip
 import uuid
 
+import asyncpg
+import httpx
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.app import create_app
+from gateway.repo import MIGRATIONS
+from gateway.settings import SERVICES, GatewaySettings
+from gateway.tenancy import create_tenant
 from mcloud.identity.v1 import identity_pb2
+from mcloud_common.db import asyncpg_dsn
 from mcloud_common.embedded import free_port
 
 PROBLEM = "application/problem+json"
@@ -493,3 +500,35 @@ async def test_gzip_batch_with_write_key_in_the_body(gateway, make_tenant):
         r = await client.post("/v1/batch", content=payload, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 200, r.text
     assert r.json()["accepted"] == 1
+
+
+async def test_gateway_database_down_is_503_with_retry_after_not_500(redis_url, fake_identity, tmp_path):
+    """Its own PostgreSQL stops under a running gateway: callers get a retryable 503 problem."""
+    from mcloud_common.db import ensure_database
+    from mcloud_common.embedded import EmbeddedPostgres
+    from mcloud_common.migrations import upgrade_async
+
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start(fast=True)
+    try:
+        url = server.url("gw_down")
+        await ensure_database(url)
+        await upgrade_async(MIGRATIONS, url)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        tenant = await create_tenant(conn, "doomed")
+        await conn.close()
+        _, port = fake_identity
+        values = {f"{name}_target": f"127.0.0.1:{port}" for name in SERVICES}
+        app = create_app(GatewaySettings(database_url=url, redis_url=redis_url, key_cache_seconds=0, **values))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                ok = await client.get("/v1/me", headers={"Authorization": f"Bearer {tenant.secret_key}"})
+                assert ok.status_code == 200
+                server.stop("immediate")
+                r = await client.get("/v1/me", headers={"Authorization": f"Bearer {tenant.secret_key}"})
+                assert r.status_code == 503, r.text
+                assert r.headers["retry-after"] == "1"
+                assert r.json()["code"] == "dependency_unavailable"
+    finally:
+        server.destroy()

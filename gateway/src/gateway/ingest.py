@@ -5,13 +5,14 @@ the client sent."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.tracking import Rejection, TrackingCall
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
 from mcloud_common.grpc_client import tenant_metadata
+from mcloud_common.timestamps import to_timestamp
 
 _CALL_TYPE = {
     "track": identity_pb2.CALL_TYPE_TRACK,
@@ -22,7 +23,6 @@ _CALL_TYPE = {
     "group": identity_pb2.CALL_TYPE_GROUP,
 }
 CALL_TYPE_NAME = {v: k for k, v in _CALL_TYPE.items()}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +37,6 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[IndexedRejection] = field(default_factory=list)
-
-
-def to_timestamp(dt: datetime) -> Timestamp:
-    delta = dt - _EPOCH
-    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def to_inbound_event(call: TrackingCall, received_at: Timestamp) -> identity_pb2.InboundEvent:

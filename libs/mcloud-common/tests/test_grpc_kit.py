@@ -27,6 +27,8 @@ class ScriptedHealth(health_pb2_grpc.HealthServicer):
         match request.service:
             case "not-found":
                 raise errors.NotFound("no such thing", code="thing_not_found", thing="42")
+            case "db-down":
+                raise ConnectionRefusedError(111, "Connection refused")
             case "boom":
                 raise RuntimeError("secret internals: password=hunter2")
             case "flaky" if self.calls < 3:
@@ -83,6 +85,15 @@ async def test_unexpected_errors_are_internal_without_leaking_details(scripted):
         await call(health_pb2.HealthCheckRequest(service="boom"))
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "hunter2" not in (err.value.details() or "")
+
+
+async def test_an_unreachable_database_is_unavailable_not_internal(scripted):
+    servicer, call = scripted
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="db-down"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert dict(err.value.trailing_metadata())["mcloud-error-code"] == "dependency_unavailable"
+    assert servicer.calls == 4  # the client retried UNAVAILABLE (4 attempts), then gave up
 
 
 async def test_client_retries_unavailable_until_it_succeeds(scripted):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import grpc
@@ -16,6 +16,7 @@ from mcloud_common.clock import Clock
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
 from mcloud_common.ids import new_id_str, parse_uuid
+from mcloud_common.timestamps import from_timestamp, to_timestamp
 
 _TYPE_NAME = {getattr(identity_pb2, f"CALL_TYPE_{t.upper()}"): t for t in CALL_TYPES}
 _TYPE_ENUM = {v: k for k, v in _TYPE_NAME.items()}
@@ -35,7 +36,7 @@ def _json_object(text: str, field: str) -> dict:
 
 
 def _to_call(ev: identity_pb2.InboundEvent, now: datetime) -> Call:
-    received = ev.received_at.ToDatetime(UTC) if ev.HasField("received_at") else now
+    received = from_timestamp(ev.received_at) if ev.HasField("received_at") else now
     return Call(
         type=_TYPE_NAME.get(ev.type, ""),
         message_id=ev.message_id or new_id_str(),
@@ -47,18 +48,10 @@ def _to_call(ev: identity_pb2.InboundEvent, now: datetime) -> Call:
         context=_json_object(ev.context_json, "context"),
         previous_id=ev.previous_id,
         group_id=ev.group_id,
-        timestamp=ev.timestamp.ToDatetime(UTC) if ev.HasField("timestamp") else received,
+        timestamp=from_timestamp(ev.timestamp) if ev.HasField("timestamp") else received,
         received_at=received,
         channel=ev.channel,
     )
-
-
-def _ts(dt: datetime):
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    t = Timestamp()
-    t.FromDatetime(dt)
-    return t
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
@@ -106,8 +99,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             tags=view.tags,
             lifecycle_stage=view.lifecycle_stage,
             computed_json=orjson.dumps(view.computed).decode(),
-            created_at=_ts(view.created_at),
-            updated_at=_ts(view.updated_at),
+            created_at=to_timestamp(view.created_at),
+            updated_at=to_timestamp(view.updated_at),
             merged_from=view.merged_from,
         ))
 
@@ -131,7 +124,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         response = identity_pb2.ListProfileEventsResponse(events=[
             identity_pb2.ProfileEvent(
                 id=r["id"], type=_TYPE_ENUM.get(r["type"], identity_pb2.CALL_TYPE_UNSPECIFIED), name=r["name"],
-                properties_json=orjson.dumps(r["properties"]).decode(), timestamp=_ts(r["timestamp"]),
+                properties_json=orjson.dumps(r["properties"]).decode(), timestamp=to_timestamp(r["timestamp"]),
                 channel=r["channel"], message_id=r["message_id"],
             ) for r in rows
         ])

@@ -18,6 +18,7 @@ from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud_common.bus import enqueue
 from mcloud_common.ids import new_id, new_id_str
 from mcloud_common.telemetry import inject_traceparent
+from mcloud_common.timestamps import set_timestamp
 
 EVENT_COLUMNS = ("id", "tenant_id", "profile_id", "message_id", "type", "name", "anonymous_id",
                  "user_id", "properties", "traits", "context", "channel", "timestamp", "received_at")
@@ -84,8 +85,8 @@ def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace:
         channel=_CHANNEL.get(call.channel, event_pb2.CHANNEL_UNSPECIFIED), name=call.name,
         message_id=call.message_id, properties_json=properties_json, context_json=context_json,
     )
-    ev.occurred_at.FromDatetime(call.timestamp)
-    ev.received_at.FromDatetime(call.received_at)
+    set_timestamp(ev.occurred_at, call.timestamp)
+    set_timestamp(ev.received_at, call.received_at)
     ev.trace.traceparent, ev.trace.tracestate = trace
     return ev
 

@@ -48,3 +48,21 @@ class ResourceExhausted(DomainError):
 
 class Unavailable(DomainError):
     default_code = "unavailable"
+
+
+def dependency_down(exc: BaseException) -> bool:
+    """True when `exc` says a database or Valkey could not be reached (a condition to retry, answered
+    as UNAVAILABLE / 503 with Retry-After, never as an internal error)."""
+    import asyncpg
+    import redis.exceptions
+
+    return isinstance(exc, (
+        ConnectionError,  # includes ConnectionRefusedError / ResetError
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.InterfaceError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )) or (isinstance(exc, OSError) and exc.errno is not None)

@@ -94,7 +94,12 @@ def _wrap(behaviour: Callable, method: str, domain: str, traced: bool) -> Callab
             ))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:  # never leak internals to the client
+        except Exception as exc:
+            if errors.dependency_down(exc):
+                log.warning("dependency unavailable", rpc=method, error=repr(exc))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable, retry later",
+                                    trailing_metadata=((ERROR_CODE_METADATA, "dependency_unavailable"),))
+            # never leak internals to the client
             if span is not None:
                 span.record_exception(exc)
                 span.set_status(trace.Status(trace.StatusCode.ERROR))

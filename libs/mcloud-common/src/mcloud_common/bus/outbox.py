@@ -11,8 +11,8 @@ from mcloud.events.v1 import event_pb2
 from mcloud_common.bus.streams import stream_for
 
 _INSERT = """
-    INSERT INTO outbox (stream, event_id, payload)
-    SELECT * FROM unnest($1::text[], $2::uuid[], $3::bytea[])
+    INSERT INTO outbox (stream, event_id, type, tenant_id, payload)
+    SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bytea[])
 """
 
 
@@ -29,6 +29,8 @@ async def enqueue(
         return
     streams: list[str] = []
     ids: list[uuid.UUID] = []
+    types: list[str] = []
+    tenants: list[str] = []
     payloads: list[bytes] = []
     for event in events:
         try:
@@ -36,5 +38,8 @@ async def enqueue(
         except ValueError:
             raise ValueError(f"event id must be a UUID, got {event.id!r} (type {event.type!r})") from None
         streams.append(stream_for(event, producer, shards))
+        types.append(event.type)
+        tenants.append(event.tenant_id)
         payloads.append(event.SerializeToString())
-    await conn.execute(_INSERT, streams, ids, payloads)
+    # type and tenant ride along so the relay can publish without decoding each payload
+    await conn.execute(_INSERT, streams, ids, types, tenants, payloads)

@@ -16,6 +16,8 @@ BUS_DDL: list[str] = [
         id bigserial PRIMARY KEY,
         stream text NOT NULL,
         event_id uuid NOT NULL,
+        type text NOT NULL DEFAULT '',
+        tenant_id text NOT NULL DEFAULT '',
         payload bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
     )
