@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     command = args[0] if args else "serve"
     if command not in ("serve", "migrate"):
         raise SystemExit(f"unknown command {command!r}: use serve or migrate")
-    settings = load_settings(GatewaySettings)  # type: ignore[type-var]
+    settings = load_settings(GatewaySettings)
     if command == "migrate":
         migrate(settings)
         print("gateway: migrated")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from mcloud_common.settings import ProcessSettings
 
 _TARGET = re.compile(r"^(dns:///?|unix:|ipv4:|ipv6:)?[\w.\-\[\]:/]+:\d{1,5}$")
 SERVICES = ("identity", "loyalty", "journey", "recommend", "messaging")
 
 
-class GatewaySettings(BaseSettings):
-    """Every field can be set as GATEWAY_<FIELD>, e.g. GATEWAY_DATABASE_URL, GATEWAY_HTTP_PORT."""
+class GatewaySettings(ProcessSettings):
+    """Every field can be set as GATEWAY_<FIELD>, e.g. GATEWAY_DATABASE_URL, GATEWAY_HTTP_PORT.
+    Database, Valkey, logging and tracing settings (and their validation) come from ProcessSettings."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
 
@@ -30,52 +33,17 @@ class GatewaySettings(BaseSettings):
     readiness_timeout_seconds: float = Field(1.0, gt=0, le=30, description="deadline of each /readyz check")
     rate_limit_per_second: float = Field(200.0, gt=0, description="tokens refilled per second, per API key")
     rate_limit_burst: int = Field(400, ge=1, description="bucket size: requests allowed in a burst, per key")
-    max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="request body limit outside the tracking API"
-    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request body limit outside the tracking API")
     max_call_bytes: int = Field(32 * 1024, ge=1024, description="Segment limit for one call (32 KB)")
-    max_batch_bytes: int = Field(
-        500 * 1024, ge=1024, description="Segment limit for a batch request (500 KB)"
-    )
+    max_batch_bytes: int = Field(500 * 1024, ge=1024, description="Segment limit for a batch request (500 KB)")
     key_cache_seconds: float = Field(5.0, ge=0, le=300, description="how long an authenticated key is cached")
-    db_pool_size: int = Field(10, ge=1, le=200)
-    log_level: str = "INFO"
-    log_json: bool = True
-    otlp_endpoint: str | None = Field(
-        None, description="OTLP/gRPC collector; tracing export is off when unset"
-    )
 
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_only(cls, v: str) -> str:
-        if not v.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "must be a postgresql:// URL (the gateway's own database, e.g. .../mcloud_gateway)"
-            )
-        return v
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_only(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis:// (or rediss://, unix://) URL")
-        return v
-
-    @field_validator(
-        "identity_target", "loyalty_target", "journey_target", "recommend_target", "messaging_target"
-    )
+    @field_validator("identity_target", "loyalty_target", "journey_target", "recommend_target",
+                     "messaging_target")
     @classmethod
     def _host_port(cls, v: str) -> str:
         if not _TARGET.match(v):
             raise ValueError("must be a gRPC target host:port, e.g. 127.0.0.1:50051")
-        return v
-
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        v = v.upper()
-        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return v
 
     @model_validator(mode="after")

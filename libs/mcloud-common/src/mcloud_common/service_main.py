@@ -18,10 +18,10 @@ from mcloud_common.db import ensure_database
 from mcloud_common.grpc_server import GrpcService
 from mcloud_common.logs import configure_logging
 from mcloud_common.migrations import upgrade
-from mcloud_common.settings import ServiceSettings
+from mcloud_common.settings import ProcessSettings
 from mcloud_common.telemetry import configure_tracing
 
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound=ProcessSettings)
 
 
 def load_settings(settings_cls: type[S]) -> S:
