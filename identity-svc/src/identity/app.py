@@ -9,19 +9,22 @@ from identity.settings import IdentitySettings
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
 from mcloud_common.clock import Clock
 from mcloud_common.grpc_server import GrpcService
-from mcloud_common.runtime import grpc_service, open_runtime, service_names
+from mcloud_common.runtime import Runtime, build_service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+async def _prepare(runtime: Runtime) -> None:
+    # this month's and the next two months' event partitions exist before anything is stored
+    await runtime.pool.execute("SELECT ensure_event_partitions(2)")
+
+
 async def build(settings: IdentitySettings, *, clock: Clock | None = None, relay: bool = True) -> GrpcService:
     """The identity service, not yet started."""
-    runtime = await open_runtime(settings, clock=clock, relay=relay)
-    await runtime.pool.execute("SELECT ensure_event_partitions(2)")
-    servicer = IdentityServicer(runtime.pool, runtime.clock, settings.stream_shards)
-
-    def register(server) -> list[str]:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
-        return service_names(identity_pb2.DESCRIPTOR)
-
-    return grpc_service(runtime, register)
+    return await build_service(
+        settings,
+        servicer=lambda rt: IdentityServicer(rt.pool, rt.clock, settings.stream_shards),
+        add_to_server=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        descriptor=identity_pb2.DESCRIPTOR,
+        clock=clock, relay=relay, prepare=_prepare,
+    )

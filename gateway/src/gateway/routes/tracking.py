@@ -62,70 +62,29 @@ _EXAMPLES = {
 }
 
 
-@router.post(
-    "/track",
-    response_model=TrackingResponse,
-    summary="Record an action (Segment track)",
-    openapi_extra=json_body(TrackCall, example=_EXAMPLES["track"]),
-    responses=_ERRORS,
-)
-async def track(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "track")
+_SINGLE_CALLS = {
+    "track": (TrackCall, "Record an action (Segment track)"),
+    "identify": (IdentifyCall, "Tie a user to traits (Segment identify)"),
+    "alias": (AliasCall, "Merge two identities (Segment alias)"),
+    "page": (PageCall, "Record a page view (Segment page)"),
+    "screen": (ScreenCall, "Record an app screen view (Segment screen)"),
+    "group": (GroupCall, "Tie a user to a group (Segment group)"),
+}
 
 
-@router.post(
-    "/identify",
-    response_model=TrackingResponse,
-    summary="Tie a user to traits (Segment identify)",
-    openapi_extra=json_body(IdentifyCall, example=_EXAMPLES["identify"]),
-    responses=_ERRORS,
-)
-async def identify(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "identify")
+def _add_single_call_route(call_type: str, model: type, summary: str) -> None:
+    async def endpoint(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
+        return await _single(request, resources, principal, call_type)
+
+    endpoint.__name__ = call_type
+    router.add_api_route(
+        f"/{call_type}", endpoint, methods=["POST"], response_model=TrackingResponse, summary=summary,
+        openapi_extra=json_body(model, example=_EXAMPLES[call_type]), responses=_ERRORS,
+    )
 
 
-@router.post(
-    "/alias",
-    response_model=TrackingResponse,
-    summary="Merge two identities (Segment alias)",
-    openapi_extra=json_body(AliasCall, example=_EXAMPLES["alias"]),
-    responses=_ERRORS,
-)
-async def alias(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "alias")
-
-
-@router.post(
-    "/page",
-    response_model=TrackingResponse,
-    summary="Record a page view (Segment page)",
-    openapi_extra=json_body(PageCall, example=_EXAMPLES["page"]),
-    responses=_ERRORS,
-)
-async def page(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "page")
-
-
-@router.post(
-    "/screen",
-    response_model=TrackingResponse,
-    summary="Record an app screen view (Segment screen)",
-    openapi_extra=json_body(ScreenCall, example=_EXAMPLES["screen"]),
-    responses=_ERRORS,
-)
-async def screen(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "screen")
-
-
-@router.post(
-    "/group",
-    response_model=TrackingResponse,
-    summary="Tie a user to a group (Segment group)",
-    openapi_extra=json_body(GroupCall, example=_EXAMPLES["group"]),
-    responses=_ERRORS,
-)
-async def group(request: Request, resources: ResourcesDep, principal: EventsWriter) -> TrackingResponse:
-    return await _single(request, resources, principal, "group")
+for _call_type, (_model, _summary) in _SINGLE_CALLS.items():
+    _add_single_call_route(_call_type, _model, _summary)
 
 
 @router.post(

@@ -3,10 +3,13 @@ client, a clock and the outbox relay; and how it is wrapped into a gRPC service.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+import grpc
 import redis.asyncio as aioredis
+from google.protobuf.descriptor import FileDescriptor
 
 from mcloud_common.bus import OutboxRelay
 from mcloud_common.clock import Clock, clock_from_env
@@ -50,3 +53,27 @@ def grpc_service(runtime: Runtime, register: Registrar) -> GrpcService:
 def service_names(*descriptors) -> list[str]:
     """Full names of the gRPC services in the given file descriptors (for health and reflection)."""
     return [svc.full_name for d in descriptors for svc in d.services_by_name.values()]
+
+
+async def build_service(
+    settings: ServiceSettings,
+    *,
+    servicer: Callable[[Runtime], object],
+    add_to_server: Callable[[object, grpc.aio.Server], None],
+    descriptor: FileDescriptor,
+    clock: Clock | None = None,
+    relay: bool = True,
+    prepare: Callable[[Runtime], Awaitable[None]] | None = None,
+) -> GrpcService:
+    """The usual service: open the runtime, run `prepare`, serve `servicer(runtime)` (a generated
+    `add_XxxServicer_to_server` as `add_to_server`) with health and reflection for `descriptor`."""
+    runtime = await open_runtime(settings, clock=clock, relay=relay)
+    if prepare is not None:
+        await prepare(runtime)
+    instance = servicer(runtime)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        add_to_server(instance, server)
+        return service_names(descriptor)
+
+    return grpc_service(runtime, register)

@@ -3,9 +3,6 @@ an event factory and `wait_until` (poll a condition against a deadline, never a 
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -16,6 +13,7 @@ from mcloud.events.v1 import event_pb2
 from mcloud_common.bus import BUS_DDL
 from mcloud_common.db import create_pool
 from mcloud_common.ids import new_id_str
+from mcloud_common.testing.services import wait_until as shared_wait_until
 
 # the handler under test writes its effect here; no unique key, so a double apply would show
 EFFECTS_DDL = "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid NOT NULL, profile_id text)"
@@ -23,23 +21,10 @@ EFFECTS_DDL = "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid NOT
 WaitUntil = Callable[..., Awaitable[None]]
 
 
-async def _wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 def wait_until() -> WaitUntil:
     """`await wait_until(predicate, timeout=5)`: predicate may be sync or async."""
-    return _wait_until
+    return shared_wait_until
 
 
 @pytest.fixture
