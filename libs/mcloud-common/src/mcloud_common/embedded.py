@@ -172,13 +172,24 @@ class EmbeddedValkey:
         except (ValueError, ProcessLookupError):
             self.pid_file.unlink(missing_ok=True)
             return
+        # wait for the process itself to exit (it closes its port before flushing the AOF)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.running():
+        while time.monotonic() < deadline and _pid_alive(pid):
             time.sleep(0.05)
 
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def pg_user_exists() -> bool:
