@@ -24,9 +24,12 @@ status: install
 test: install ## every test: unit, integration (real PostgreSQL/Valkey), gRPC, e2e
 	$(VENV)/pytest -q
 
-lint: install ## ruff, buf lint, generated stubs fresh
+lint: install ## ruff, buf lint, buf breaking (against the previous commit), generated stubs fresh
 	$(VENV)/ruff check .
 	$(VENV)/buf lint proto
+	@if git rev-parse -q --verify HEAD~1 >/dev/null 2>&1 && git cat-file -e HEAD~1:proto/buf.yaml 2>/dev/null; then \
+		echo "buf breaking proto --against HEAD~1"; \
+		$(VENV)/buf breaking proto --against ".git#ref=HEAD~1,subdir=proto"; fi
 	$(VENV)/python scripts/gen_proto.py --check
 
 proto: install ## regenerate libs/mcloud-proto from proto/

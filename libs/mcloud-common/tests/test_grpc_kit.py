@@ -60,13 +60,13 @@ async def scripted():
         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
-    yield servicer, call
+    yield servicer, call, channel
     await channel.close()
     await service.stop()
 
 
 async def test_domain_errors_become_a_status_with_a_stable_code_and_error_info(scripted):
-    _, call = scripted
+    _, call, _ = scripted
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(health_pb2.HealthCheckRequest(service="not-found"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -80,7 +80,7 @@ async def test_domain_errors_become_a_status_with_a_stable_code_and_error_info(s
 
 
 async def test_unexpected_errors_are_internal_without_leaking_details(scripted):
-    _, call = scripted
+    _, call, _ = scripted
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(health_pb2.HealthCheckRequest(service="boom"))
     assert err.value.code() == grpc.StatusCode.INTERNAL
@@ -88,7 +88,7 @@ async def test_unexpected_errors_are_internal_without_leaking_details(scripted):
 
 
 async def test_an_unreachable_database_is_unavailable_not_internal(scripted):
-    servicer, call = scripted
+    servicer, call, _ = scripted
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(health_pb2.HealthCheckRequest(service="db-down"))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -97,14 +97,14 @@ async def test_an_unreachable_database_is_unavailable_not_internal(scripted):
 
 
 async def test_client_retries_unavailable_until_it_succeeds(scripted):
-    servicer, call = scripted
+    servicer, call, _ = scripted
     reply = await call(health_pb2.HealthCheckRequest(service="flaky"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert servicer.calls == 3
 
 
 async def test_tenant_comes_from_metadata_and_is_required(scripted):
-    _, call = scripted
+    _, call, _ = scripted
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(health_pb2.HealthCheckRequest(service="tenant"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -117,10 +117,27 @@ async def test_tenant_comes_from_metadata_and_is_required(scripted):
 
 
 async def test_client_propagates_the_current_trace_to_the_server(scripted):
-    servicer, call = scripted
+    servicer, call, _ = scripted
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("caller") as span:
         await call(health_pb2.HealthCheckRequest(service="ok"))
         trace_id = format(span.get_span_context().trace_id, "032x")
     assert servicer.seen_metadata[-1]["traceparent"].split("-")[1] == trace_id
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+async def test_rpcs_are_traced_as_server_spans_but_health_checks_are_not(scripted):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _, call, channel = scripted
+    await call(health_pb2.HealthCheckRequest(service="ok"))
+    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+    names = [s.name for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
+    assert names == ["/test.Scripted/Check"]
