@@ -15,12 +15,14 @@ elif python3 -m pip --version >/dev/null 2>&1; then
 else
   # No pip at all: fetch the uv wheel from PyPI with the standard library and unpack its binary.
   python3 - "$UV_VERSION" >&2 <<'PY'
-import io, json, platform, sys, urllib.request, zipfile, os
+import io, json, os, platform, sys, urllib.request, zipfile
 version = sys.argv[1]
-meta = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/uv/{version}/json"))
+index = urllib.request.Request("https://pypi.org/simple/uv/",
+                               headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+files = json.load(urllib.request.urlopen(index))["files"]
 arch = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine()]
-url = next(f["url"] for f in meta["urls"] if f["filename"].endswith(".whl")
-           and "manylinux" in f["filename"] and arch in f["filename"])
+url = next(f["url"] for f in files if f["filename"].startswith(f"uv-{version}-")
+           and f["filename"].endswith(".whl") and "manylinux" in f["filename"] and arch in f["filename"])
 wheel = zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(url).read()))
 name = next(n for n in wheel.namelist() if n.endswith("/scripts/uv"))
 os.makedirs(".tools/bin", exist_ok=True)
