@@ -1,6 +1,8 @@
 # The two commands a newcomer needs: `make up` and `make test`. Everything installs from PyPI.
 SHELL := /bin/sh
 export UV_PYTHON_DOWNLOADS := never
+# trust the machine's certificate store (corporate proxies re-sign PyPI traffic)
+export UV_SYSTEM_CERTS := true
 UV = $(shell ./scripts/ensure-uv.sh)
 VENV = .venv/bin
 
