@@ -15,8 +15,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def _prepare(runtime: Runtime) -> None:
-    # this month's and the next two months' event partitions exist before anything is stored
+    # This month's and the next two months' event partitions exist before anything is stored, and
+    # keep existing as months pass (rows past the last partition would land in the default one).
     await runtime.pool.execute("SELECT ensure_event_partitions(2)")
+    runtime.every(6 * 3600, lambda: runtime.pool.execute("SELECT ensure_event_partitions(2)"),
+                  name="event-partitions")
 
 
 async def build(settings: IdentitySettings, *, clock: Clock | None = None, relay: bool = True) -> GrpcService:

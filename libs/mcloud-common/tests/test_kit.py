@@ -64,3 +64,40 @@ async def test_pool_round_trips_jsonb_as_python_objects(make_database):
         await pool.close()
     with pytest.raises(asyncpg.InvalidCatalogNameError):
         await asyncpg.connect(asyncpg_dsn(url.rsplit("/", 1)[0] + "/no_such_db"))
+
+
+async def test_sqlalchemy_engine_and_session_share_the_url_with_the_pool(make_database):
+    from sqlalchemy import text
+
+    from mcloud_common.db import create_engine, session_factory
+
+    url = await make_database("kit_sa")
+    engine = create_engine(url)
+    try:
+        sessions = session_factory(engine)
+        async with sessions() as session, session.begin():
+            await session.execute(text("CREATE TABLE t (id int PRIMARY KEY, name text)"))
+            await session.execute(text("INSERT INTO t VALUES (1, 'rachel')"))
+        async with sessions() as session:
+            assert (await session.execute(text("SELECT name FROM t WHERE id = 1"))).scalar_one() == "rachel"
+    finally:
+        await engine.dispose()
+
+
+async def test_runtime_runs_periodic_jobs_survives_their_failures_and_stops_them_on_close(make_database, redis_url):
+    from mcloud_common.runtime import open_runtime
+    from mcloud_common.testing.services import wait_until
+
+    settings = ServiceSettings(database_url=await make_database("kit_rt"), redis_url=redis_url)
+    runtime = await open_runtime(settings, relay=False)
+    runs = []
+
+    async def job():
+        runs.append(1)
+        if len(runs) == 2:
+            raise RuntimeError("one bad run")
+
+    runtime.every(0.005, job, name="test-job")
+    await wait_until(lambda: len(runs) >= 4, message="the job to keep running after a failure")
+    await runtime.close()
+    assert all(t.done() for t in runtime.tasks)

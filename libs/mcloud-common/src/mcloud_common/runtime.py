@@ -3,8 +3,9 @@ client, a clock and the outbox relay; and how it is wrapped into a gRPC service.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
@@ -15,7 +16,10 @@ from mcloud_common.bus import OutboxRelay
 from mcloud_common.clock import Clock, clock_from_env
 from mcloud_common.db import create_pool
 from mcloud_common.grpc_server import GrpcService, Registrar
+from mcloud_common.logs import get_logger
 from mcloud_common.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -25,8 +29,26 @@ class Runtime:
     redis: aioredis.Redis
     clock: Clock
     relay: OutboxRelay | None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run `job` now and then every `seconds` until the service stops; a failing run is logged
+        and retried at the next tick (maintenance, never on the request path)."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("periodic job failed", job=name)
+                await asyncio.sleep(seconds)
+
+        self.tasks.append(asyncio.create_task(loop(), name=name))
 
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.relay is not None:
             await self.relay.stop()
         await self.redis.aclose()
