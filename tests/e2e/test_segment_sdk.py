@@ -101,3 +101,19 @@ async def test_keys_are_walled_by_tenant_and_by_kind(stack, tenants):
         r = await http.get("/v1/profiles/user_id:acme-secret-customer", auth=(acme["write_key"], ""))
         assert r.status_code == 403
         assert r.json()["code"]
+
+
+async def test_a_batch_larger_than_one_identity_call_is_stored_whole_and_odd_values_are_refused_per_event(
+        stack, tenants):
+    acme, _ = tenants
+    run = uuid.uuid4().hex[:8]
+    batch = [{"type": "track", "event": "e", "anonymousId": f"bulk-{run}-{i % 50}", "messageId": f"{run}-{i}"}
+             for i in range(2600)]
+    batch[5]["timestamp"] = "0001-01-01T00:00:00+01:00"  # shifts before year 1
+    batch[6]["properties"] = {"note": "nul\u0000inside"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(acme["write_key"], ""), timeout=60) as http:
+        r = await http.post("/v1/batch", json={"batch": batch})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(x["index"], x["code"]) for x in body["rejected"]] == [(5, "invalid_timestamp"), (6, "invalid_character")]
+    assert body["accepted"] == 2598

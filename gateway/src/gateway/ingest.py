@@ -57,6 +57,9 @@ def to_inbound_event(call: TrackingCall, received_at: Timestamp) -> identity_pb2
     )
 
 
+RPC_CHUNK = 1000  # events per IngestEvents call (identity takes up to 2,500)
+
+
 async def forward(
     identity: identity_pb2_grpc.IdentityServiceStub,
     *,
@@ -76,15 +79,18 @@ async def forward(
         else:
             client_index.append(i)
             events.append(to_inbound_event(call, received))
-    if events:
+    # A 500 KB batch of tiny calls can exceed what identity takes in one RPC: send it in chunks.
+    # If a later chunk fails the request fails and is retried whole; message ids dedupe the rest.
+    for start in range(0, len(events), RPC_CHUNK):
         response = await identity.IngestEvents(
-            identity_pb2.IngestEventsRequest(events=events),
+            identity_pb2.IngestEventsRequest(events=events[start:start + RPC_CHUNK]),
             metadata=tenant_metadata(tenant_id),
         )
-        result.accepted = response.accepted
-        result.duplicates = response.duplicates
+        result.accepted += response.accepted
+        result.duplicates += response.duplicates
         for r in response.rejected:
-            idx = client_index[r.index] if 0 <= r.index < len(client_index) else r.index
+            position = start + r.index
+            idx = client_index[position] if 0 <= position < len(client_index) else position
             result.rejected.append(IndexedRejection(idx, r.code, r.detail))
-        result.rejected.sort(key=lambda r: r.index)
+    result.rejected.sort(key=lambda r: r.index)
     return result

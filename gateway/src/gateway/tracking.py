@@ -14,12 +14,10 @@ from typing import Any
 import orjson
 
 from mcloud_common.ids import new_id_str
+from mcloud_common.tracking_spec import CALL_TYPES, CHANNELS, MAX_ID_LENGTH
 
-CALL_TYPES = ("track", "identify", "alias", "page", "screen", "group")
-CHANNELS = frozenset({"web", "app", "mini_program", "pos", "crm", "ads", "server"})
 # Segment's own `channel` values
 _SEGMENT_CHANNELS = {"browser": "web", "client": "web", "mobile": "app", "server": "server"}
-MAX_ID_LEN = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +148,8 @@ def _ident(event: dict[str, Any], field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _Invalid("invalid_field", f"{field} must be a string")
     value = str(value)
-    if len(value) > MAX_ID_LEN:
-        raise _Invalid("invalid_field", f"{field} is longer than {MAX_ID_LEN} characters")
+    if len(value) > MAX_ID_LENGTH:
+        raise _Invalid("invalid_field", f"{field} is longer than {MAX_ID_LENGTH} characters")
     return value
 
 
@@ -242,11 +240,11 @@ def _normalise(
         if client_ts is None and raw_original:
             client_ts = parse_timestamp(raw_original)
         sent_at = parse_timestamp(event.get("sentAt")) or batch_sent_at
-    except ValueError as exc:
+        timestamp = corrected_timestamp(received_at=received_at, timestamp=client_ts, sent_at=sent_at)
+    except (ValueError, OverflowError) as exc:  # OverflowError: year 1 or 9999 shifted past the range
         raise _Invalid(
-            "invalid_timestamp", f"timestamp, originalTimestamp and sentAt must be ISO-8601: {exc}"
+            "invalid_timestamp", f"timestamp, originalTimestamp and sentAt must be ISO-8601 in range: {exc}"
         ) from None
-    timestamp = corrected_timestamp(received_at=received_at, timestamp=client_ts, sent_at=sent_at)
     if client_ts is not None and sent_at is not None:
         # keep what the client's clock said, as Segment keeps originalTimestamp
         context = dict(context) if context else {}
@@ -297,6 +295,6 @@ def batch_envelope(body: Any) -> tuple[list[Any], dict[str, Any] | None, datetim
         raise ValueError("`context` must be an object")
     try:
         sent_at = parse_timestamp(body.get("sentAt"))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"`sentAt` must be ISO-8601: {exc}") from None
     return events, context or None, sent_at

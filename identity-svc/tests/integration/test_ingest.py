@@ -176,3 +176,91 @@ async def test_events_committed_while_the_relay_is_dead_are_published_after_it_r
         assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
         await pool.close()
+
+
+async def test_nul_characters_and_overlong_emails_are_refused_per_event_not_per_batch(identity, tenant):
+    stub, _ = identity
+    reply = await ingest(stub, tenant,
+                         track("n1", anonymous_id="nul-person", note="fine"),
+                         track("n2", anonymous_id="nul-person", note="bad\u0000value"),
+                         track("n3", anonymous_id="nul\u0000id"),
+                         identify("n4", user_id="long-email", email="x" * 8000 + "@example.com"),
+                         track("n5", anonymous_id="nul-person", note="literal \\u0000 is fine"))
+    assert [(r.index, r.code) for r in reply.rejected] == [(1, "invalid_character"), (2, "invalid_character")]
+    assert reply.accepted == 3
+    profile = await stub.GetProfile(pb.GetProfileRequest(identifier=pb.Identifier(
+        type="user_id", value="long-email")), metadata=tenant_metadata(tenant))
+    assert [i.type for i in profile.profile.identifiers] == ["user_id"]  # not an email identifier
+
+
+async def test_a_value_the_database_refuses_rejects_that_event_only(identity, tenant, identity_db):
+    stub, _ = identity
+    conn = await asyncpg.connect(asyncpg_dsn(identity_db))
+    try:  # the database itself refuses events named "poison" (a data exception, SQLSTATE 22023)
+        await conn.execute("""
+            CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.name = 'poison' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poison BEFORE INSERT ON events_default FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """)
+        for part in await conn.fetch("SELECT inhrelid::regclass::text AS t FROM pg_inherits "
+                                     "WHERE inhparent = 'events'::regclass AND inhrelid::regclass::text <> "
+                                     "'events_default'"):
+            await conn.execute(f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {part['t']} "
+                               "FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+    finally:
+        await conn.close()
+    reply = await ingest(stub, tenant, track("p1", anonymous_id="pz"), track("p2", anonymous_id="pz", event="poison"),
+                         track("p3", anonymous_id="pz"))
+    assert [(r.index, r.code) for r in reply.rejected] == [(1, "unstorable_value")]
+    assert reply.accepted == 2
+    events = await stub.ListProfileEvents(pb.ListProfileEventsRequest(profile_id=reply.profile_ids[0]),
+                                          metadata=tenant_metadata(tenant))
+    assert sorted(e.message_id for e in events.events) == ["p1", "p3"]
+
+
+async def test_several_anonymous_profiles_merging_into_one_person_keep_all_their_traits(identity, tenant):
+    stub, _ = identity
+    await ingest(stub, tenant, identify("s0", user_id="u-fold", plan="gold"))
+    await ingest(stub, tenant, identify("s1", anonymous_id="fold-a1", from_a1=1),
+                 identify("s2", anonymous_id="fold-a2", from_a2=1, plan="anon-guess"))
+    reply = await ingest(stub, tenant, identify("s3", user_id="u-fold", anonymous_id="fold-a1"),
+                         identify("s4", user_id="u-fold", anonymous_id="fold-a2"))
+    survivor = await stub.GetProfile(pb.GetProfileRequest(profile_id=reply.profile_ids[0]),
+                                     metadata=tenant_metadata(tenant))
+    traits = orjson.loads(survivor.profile.traits_json)
+    assert traits == {"plan": "gold", "from_a1": 1, "from_a2": 1}
+    assert len(survivor.profile.merged_from) == 2
+
+
+async def test_concurrent_batches_identifying_the_same_people_in_opposite_orders_all_succeed(identity, tenant):
+    import asyncio
+
+    stub, _ = identity
+    people = [f"conc-{i}" for i in range(30)]
+
+    def batch(n: int, order: list[str]):
+        return [identify(f"c{n}-{p}", user_id=p, anonymous_id=f"{p}-dev{n % 3}", seen=n) for p in order]
+
+    replies = await asyncio.gather(*(
+        ingest(stub, tenant, *batch(n, people if n % 2 else people[::-1])) for n in range(12)))
+    assert all(r.accepted == len(people) and not r.rejected for r in replies)
+    for p in people:
+        found = {(await stub.GetProfile(pb.GetProfileRequest(identifier=pb.Identifier(type=t, value=v)),
+                                        metadata=tenant_metadata(tenant))).profile.id
+                 for t, v in [("user_id", p), ("anonymous_id", f"{p}-dev0"), ("anonymous_id", f"{p}-dev1"),
+                              ("anonymous_id", f"{p}-dev2")]}
+        assert len(found) == 1, f"{p} is spread over {found}"
+
+
+async def test_a_forged_page_token_is_invalid_argument(identity, tenant):
+    stub, _ = identity
+    reply = await ingest(stub, tenant, track("pt1", anonymous_id="pager"))
+    for token in ("2026-01-01T00:00:00+00:00|not-a-uuid", "2026-01-01T00:00:00|" + str(uuid.uuid4()), "junk"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListProfileEvents(pb.ListProfileEventsRequest(profile_id=reply.profile_ids[0],
+                                                                     page_token=token),
+                                         metadata=tenant_metadata(tenant))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

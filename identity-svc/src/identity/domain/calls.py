@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from identity.domain.resolution import Key, normalise_email
+from mcloud_common.tracking_spec import CALL_TYPES, CHANNELS, MAX_EMAIL_LENGTH, MAX_ID_LENGTH
 
-CALL_TYPES = ("track", "identify", "alias", "page", "screen", "group")
-CHANNELS = ("web", "app", "mini_program", "pos", "crm", "ads", "server")
-MAX_ID_LENGTH = 256
+_TEXT_FIELDS = ("user_id", "anonymous_id", "previous_id", "group_id", "message_id", "name")
 
 
 @dataclass
@@ -43,9 +42,12 @@ def validate(call: Call) -> None:
         raise Rejected("invalid_type", f"type must be one of {', '.join(CALL_TYPES)}")
     if not (call.user_id or call.anonymous_id):
         raise Rejected("missing_identity", "userId or anonymousId is required")
-    for field_name in ("user_id", "anonymous_id", "previous_id", "message_id"):
-        if len(getattr(call, field_name)) > MAX_ID_LENGTH:
+    for field_name in _TEXT_FIELDS:
+        value = getattr(call, field_name)
+        if len(value) > MAX_ID_LENGTH:
             raise Rejected("id_too_long", f"{field_name} longer than {MAX_ID_LENGTH} characters")
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL
+            raise Rejected("invalid_character", f"{field_name} contains a NUL character")
     if call.type == "track" and not call.name:
         raise Rejected("missing_event", "track calls need an event name")
     if call.type == "alias" and not (call.previous_id and call.user_id):
@@ -53,7 +55,7 @@ def validate(call: Call) -> None:
     if call.type == "group" and not call.group_id:
         raise Rejected("missing_group_id", "group calls need groupId")
     if call.channel and call.channel not in CHANNELS:
-        raise Rejected("invalid_channel", f"channel must be one of {', '.join(CHANNELS)}")
+        raise Rejected("invalid_channel", f"channel must be one of {', '.join(sorted(CHANNELS))}")
 
 
 def lookup_keys(call: Call) -> list[Key]:
@@ -72,7 +74,7 @@ def identifiers_of(call: Call, known: Container[Key]) -> list[Key]:
         keys.append(("user_id", call.user_id))
     if call.type == "identify":
         email = call.traits.get("email")
-        if isinstance(email, str) and "@" in email:
+        if isinstance(email, str) and "@" in email and len(email.strip()) <= MAX_EMAIL_LENGTH:
             keys.append(("email", normalise_email(email)))
     if call.anonymous_id:
         keys.append(("anonymous_id", call.anonymous_id))

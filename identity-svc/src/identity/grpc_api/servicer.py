@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import asyncpg
@@ -21,11 +22,17 @@ from mcloud_common.timestamps import from_timestamp, to_timestamp
 _TYPE_NAME = {getattr(identity_pb2, f"CALL_TYPE_{t.upper()}"): t for t in CALL_TYPES}
 _TYPE_ENUM = {v: k for k, v in _TYPE_NAME.items()}
 MAX_BATCH = 2500
+# \u0000 as a JSON escape: preceded by an even number of backslashes (an odd run is a literal "\\u0000")
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# Values PostgreSQL refuses that validation did not foresee (class 22 data exceptions, 54000 limits)
+_UNSTORABLE = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
 
 
 def _json_object(text: str, field: str) -> dict:
     if not text:
         return {}
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):  # valid JSON, but jsonb cannot hold NUL
+        raise Rejected("invalid_character", f"{field} contains a NUL character (\\u0000)")
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -77,13 +84,28 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 continue
             calls.append(call)
             positions.append(index)
-        async with self._pool.acquire() as conn:
-            result = await ingest_repo.ingest(conn, tenant, calls, shards=self._shards)
-        response.accepted = result.accepted
-        response.duplicates = result.duplicates
         profile_ids = [""] * len(request.events)
-        for j, profile in result.profile_ids.items():
-            profile_ids[positions[j]] = profile
+        async with self._pool.acquire() as conn:
+            try:
+                batches = [(calls, positions, await ingest_repo.ingest(conn, tenant, calls, shards=self._shards))]
+            except _UNSTORABLE:
+                # One value the database refuses must not sink the valid events beside it: store the
+                # batch one event at a time and reject only what the database refuses.
+                batches = []
+                for call, position in zip(calls, positions, strict=True):
+                    try:
+                        one = await ingest_repo.ingest(conn, tenant, [call], shards=self._shards)
+                    except _UNSTORABLE as exc:
+                        response.rejected.add(index=position, code="unstorable_value",
+                                              detail=f"a value cannot be stored: {type(exc).__name__}")
+                        continue
+                    batches.append(([call], [position], one))
+        for _, where, result in batches:
+            response.accepted += result.accepted
+            response.duplicates += result.duplicates
+            for j, profile in result.profile_ids.items():
+                profile_ids[where[j]] = profile
+        response.rejected.sort(key=lambda r: r.index)
         response.profile_ids.extend(profile_ids)
         return response
 
@@ -112,11 +134,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             raise InvalidArgument("page_size must be between 1 and 1000", code="invalid_page_size")
         before = None
         if request.page_token:
+            ts, _, last_id = request.page_token.partition("|")
             try:
-                ts, _, last_id = request.page_token.partition("|")
-                before = (datetime.fromisoformat(ts), last_id)
-            except ValueError as exc:
-                raise InvalidArgument("bad page_token", code="invalid_page_token") from exc
+                when = datetime.fromisoformat(ts)
+            except ValueError:
+                when = None
+            if when is None or when.tzinfo is None or parse_uuid(last_id) is None:
+                raise InvalidArgument("page_token is not one this API returned", code="invalid_page_token")
+            before = (when, last_id)
         async with self._pool.acquire() as conn:
             profile_id = await self._resolve(
                 conn, tenant, identity_pb2.GetProfileRequest(profile_id=request.profile_id))

@@ -37,10 +37,24 @@ class IngestResult:
     profile_ids: dict[int, str] = field(default_factory=dict)  # index in the accepted list -> profile
 
 
+def _lock_id(*parts: str) -> int:
+    """A 63-bit advisory lock id for an identifier (tenant, type, value) or a profile ("profile", id)."""
+    text = "\x1f".join(parts).encode()
+    return zlib.crc32(text) | ((zlib.adler32(text) & 0x7FFFFFFF) << 32)
+
+
 def _lock_key(tenant_id: str, key: Key) -> int:
-    # 63-bit advisory lock id per identifier: concurrent batches touching one identifier serialise.
-    low = zlib.crc32(f"{tenant_id}\x1f{key[0]}\x1f{key[1]}".encode())
-    return low | ((zlib.adler32(key[1].encode()) & 0x7FFFFFFF) << 32)
+    return _lock_id(tenant_id, key[0], key[1])
+
+
+def _profile_lock(profile_id: str) -> int:
+    return _lock_id("profile", profile_id)
+
+
+_LOCK = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k"
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k ORDER BY k"
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+ATTEMPTS = 3
 
 
 async def _known_identifiers(conn: asyncpg.Connection, tenant_id: str, keys: list[Key]) -> dict[Key, str]:
@@ -129,13 +143,22 @@ async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: Resolution
             """,
             tenant_id, froms, intos,
         )
-        # Older traits first, the survivor's on top: the known person's data wins conflicts.
+        # Every merged profile's traits fold into its survivor (several may merge into one: aggregate
+        # first, an UPDATE ... FROM applies only one source row per target); older profiles first,
+        # the survivor's own traits on top, so the known person's data wins conflicts.
         await conn.execute(
             """
-            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
-            UPDATE profiles p SET traits = src.traits || p.traits, updated_at = now()
-            FROM m JOIN profiles src ON src.id = m.f
-            WHERE p.tenant_id = $1 AND p.id = m.i
+            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[])),
+            kv AS (
+                SELECT DISTINCT ON (m.i, e.key) m.i AS target, e.key, e.value
+                FROM m JOIN profiles src ON src.tenant_id = $1 AND src.id = m.f,
+                     jsonb_each(src.traits) AS e(key, value)
+                ORDER BY m.i, e.key, src.id DESC
+            ),
+            folded AS (SELECT target, jsonb_object_agg(key, value) AS traits FROM kv GROUP BY target)
+            UPDATE profiles p SET traits = folded.traits || p.traits, updated_at = now()
+            FROM folded
+            WHERE p.tenant_id = $1 AND p.id = folded.target
             """,
             tenant_id, froms, intos,
         )
@@ -166,12 +189,55 @@ async def _plan(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], key
 
 
 async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int) -> IngestResult:
-    """Store valid calls once each (by message id), resolve identities, publish via the outbox."""
+    """Store valid calls once each (by message id), resolve identities, publish via the outbox.
+    A deadlock with a concurrent batch is retried (the whole transaction, a few times)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await _ingest_once(conn, tenant_id, calls, shards=shards)
+        except RETRYABLE:
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], keys: list[Key]
+                          ) -> ResolutionPlan:
+    """Resolve against what is known, taking only the locks the plan needs.
+
+    Most batches touch known identifiers of existing people: they take SHARED locks on the profiles
+    their events go to, so a merge of one of those profiles (EXCLUSIVE lock) waits for them or they for
+    it. A plan that creates identifiers or merges profiles locks the contested identifiers and the
+    profiles it changes EXCLUSIVELY (sorted ids, one statement: no lock-order deadlocks), re-reads and
+    resolves again, so concurrent batches creating or merging the same person serialise."""
+    plan, known = await _plan(conn, tenant_id, calls, keys)
+    if not (plan.new_identifiers or plan.merges):
+        existing = sorted(set(plan.event_profiles))
+        await conn.execute(_LOCK_SHARED, sorted({_profile_lock(p) for p in existing}))
+        moved = await conn.fetchval(
+            "SELECT count(*) FROM profiles WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND merged_into IS NOT NULL",
+            tenant_id, existing,
+        )
+        if not moved:
+            return plan
+        # a merge committed while we planned: read again (its survivors are what we lock now)
+        plan, known = await _plan(conn, tenant_id, calls, keys)
+    merging = {p for m in plan.merges for p in (m.from_profile, m.into_profile)}
+    contested = [k for k in keys if k not in known or known[k] in merging]
+    changed = merging | {p for _, _, p in plan.new_identifiers if p not in plan.new_profiles}
+    await conn.execute(_LOCK, sorted({_lock_key(tenant_id, k) for k in contested}
+                                     | {_profile_lock(p) for p in changed}))
+    plan, _ = await _plan(conn, tenant_id, calls, keys)
+    return plan
+
+
+async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int
+                       ) -> IngestResult:
     result = IngestResult()
     if not calls:
         return result
     async with conn.transaction():
-        # 1. Dedupe: within the batch, then against what was stored before.
+        # 1. Dedupe: within the batch, then against what was stored before (sorted: index locks are
+        #    taken in one order by every batch).
         first_index: dict[str, int] = {}
         for i, c in enumerate(calls):
             first_index.setdefault(c.message_id, i)
@@ -181,7 +247,7 @@ async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *,
             SELECT $1, m FROM unnest($2::text[]) AS m
             ON CONFLICT DO NOTHING RETURNING message_id
             """,
-            tenant_id, list(first_index),
+            tenant_id, sorted(first_index),
         )
         fresh_ids = {r["message_id"] for r in fresh}
         todo = [i for i, c in enumerate(calls) if c.message_id in fresh_ids and first_index[c.message_id] == i]
@@ -190,38 +256,28 @@ async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *,
             return result
         todo_calls = [calls[i] for i in todo]
 
-        # 2. Resolve against what is known. Most events only touch known identifiers of one profile
-        #    and need no lock; when the plan creates identifiers or merges profiles, lock just those
-        #    identifiers (sorted: no deadlocks), re-read and resolve again, so concurrent batches
-        #    creating or merging the same person serialise instead of racing.
+        # 2. Resolve (with the locks the plan needs), then apply.
         keys = list(dict.fromkeys(k for c in todo_calls for k in lookup_keys(c)))
-        plan, known = await _plan(conn, tenant_id, todo_calls, keys)
-        if plan.new_identifiers or plan.merges:
-            merging = {p for m in plan.merges for p in (m.from_profile, m.into_profile)}
-            contested = [k for k in keys if k not in known or known[k] in merging]
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k",
-                sorted({_lock_key(tenant_id, k) for k in contested}),
-            )
-            plan, known = await _plan(conn, tenant_id, todo_calls, keys)
+        plan = await _resolve_locked(conn, tenant_id, todo_calls, keys)
         await _apply_plan(conn, tenant_id, plan)
 
-        # 4. Traits from identify calls, last write wins in event order.
+        # 3. Traits from identify calls, last write wins in event order; rows updated in id order.
         traits_by_profile: dict[str, dict] = {}
         for c, p in zip(todo_calls, plan.event_profiles, strict=True):
             if c.type == "identify" and c.traits:
                 traits_by_profile.setdefault(p, {}).update(c.traits)
         if traits_by_profile:
+            ordered = sorted(traits_by_profile)
             await conn.execute(
                 """
                 UPDATE profiles p SET traits = p.traits || x.t, updated_at = now()
                 FROM unnest($2::uuid[], $3::jsonb[]) AS x(id, t)
                 WHERE p.tenant_id = $1 AND p.id = x.id
                 """,
-                tenant_id, list(traits_by_profile), [orjson.dumps(t).decode() for t in traits_by_profile.values()],
+                tenant_id, ordered, [orjson.dumps(traits_by_profile[p]).decode() for p in ordered],
             )
 
-        # 5. Events (COPY) and their envelopes (outbox), same transaction.
+        # 4. Events (COPY) and their envelopes (outbox), same transaction.
         trace = inject_traceparent()
         rows = []
         envelopes = []
