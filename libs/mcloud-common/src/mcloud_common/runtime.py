@@ -60,7 +60,7 @@ async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None,
     (tests that need to observe the outbox before it is published)."""
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     redis = aioredis.from_url(settings.redis_url)
-    outbox_relay = OutboxRelay(pool, redis) if relay else None
+    outbox_relay = OutboxRelay(pool, redis) if relay and settings.relay_enabled else None
     if outbox_relay is not None:
         outbox_relay.start()
     return Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay)
