@@ -12,7 +12,7 @@ import grpc
 import redis.asyncio as aioredis
 from google.protobuf.descriptor import FileDescriptor
 
-from mcloud_common.bus import OutboxRelay
+from mcloud_common.bus import OutboxRelay, streams_of, trim_consumed
 from mcloud_common.clock import Clock, clock_from_env
 from mcloud_common.db import create_pool
 from mcloud_common.grpc_server import GrpcService, Registrar
@@ -61,9 +61,14 @@ async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None,
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     redis = aioredis.from_url(settings.redis_url)
     outbox_relay = OutboxRelay(pool, redis) if relay and settings.relay_enabled else None
+    runtime = Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay)
     if outbox_relay is not None:
         outbox_relay.start()
-    return Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay)
+        # streams are trimmed only past what every consumer group has finished with (or retention)
+        own = streams_of(settings.service_name, settings.stream_shards)
+        retention_ms = int(settings.stream_retention_hours * 3_600_000)
+        runtime.every(60, lambda: trim_consumed(redis, own, retention_ms=retention_ms), name="stream-trim")
+    return runtime
 
 
 def grpc_service(runtime: Runtime, register: Registrar) -> GrpcService:

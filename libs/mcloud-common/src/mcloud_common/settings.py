@@ -52,6 +52,7 @@ class ServiceSettings(ProcessSettings):
     grpc_port: int = Field(0, ge=0, le=65535)
     stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
     relay_enabled: bool = Field(True, description="run the outbox relay in this process (off: another runs it)")
+    stream_retention_hours: float = Field(168, gt=0, description="longest an entry stays on this service's streams")
 
     @property
     def grpc_address(self) -> str:

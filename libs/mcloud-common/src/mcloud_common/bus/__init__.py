@@ -19,6 +19,7 @@ from mcloud_common.bus.streams import (
     stream_for,
     stream_name,
     streams_of,
+    trim_consumed,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "stream_for",
     "stream_name",
     "streams_of",
+    "trim_consumed",
 ]

@@ -70,7 +70,7 @@ class OutboxRelay:
         redis: aioredis.Redis,
         *,
         batch_size: int = 1000,
-        maxlen: int | None = 1_000_000,
+        maxlen: int | None = None,
         poll_interval: float = 0.2,
         max_backoff: float = 5.0,
         publish_timeout: float = 10.0,

@@ -9,11 +9,13 @@ decoding) and `tn` (tenant id). Redis clients used with the bus must keep `decod
 
 from __future__ import annotations
 
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
+from redis import exceptions as redis_exceptions
 
 from mcloud.events.v1 import event_pb2
 
@@ -122,3 +124,43 @@ async def publish(
         pipe.xadd(stream_for(event, producer, shards), encode(event), maxlen=maxlen, approximate=True)
     ids = await pipe.execute()
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+
+def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def trim_consumed(redis: aioredis.Redis, streams: Iterable[str], *, retention_ms: int,
+                        now_ms: int | None = None) -> dict[str, str]:
+    """Trim each stream up to what every consumer group has finished with (the oldest entry still
+    pending, else the last delivered one), and never keep entries older than `retention_ms`.
+
+    Returns the MINID applied per stream. A stream without groups keeps `retention_ms` of history, so
+    a service that subscribes later still finds it. This replaces blind MAXLEN trimming, which drops
+    entries a lagging group has not read yet."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    floor = (now_ms - retention_ms, 0)
+    applied: dict[str, str] = {}
+    for stream in streams:
+        try:
+            groups = await redis.xinfo_groups(stream)
+        except redis_exceptions.ResponseError:  # no such stream
+            continue
+        safe: tuple[int, int] | None = None
+        for group in groups:
+            name = group["name"]
+            oldest = _id_tuple(group["last-delivered-id"])
+            if group.get("pending"):
+                summary = await redis.xpending(stream, name)
+                if summary.get("min"):
+                    oldest = min(oldest, _id_tuple(summary["min"]))
+            safe = oldest if safe is None else min(safe, oldest)
+        minid = floor if safe is None else max(safe, floor)
+        if minid[0] <= 0:
+            continue
+        text = f"{minid[0]}-{minid[1]}"
+        await redis.xtrim(stream, minid=text, approximate=False)
+        applied[stream] = text
+    return applied
