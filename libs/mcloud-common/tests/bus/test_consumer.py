@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mcloud.events.v1 import event_pb2
 from mcloud_common.bus import StreamConsumer, decode, dlq_stream, publish
+from mcloud_common.bus.streams import shard_of, stream_for
 
 
 def _consumer(redis, pool, producer, handler, *, group: str = "loyalty", shards: int = 2, **kw):
@@ -106,10 +107,72 @@ async def test_failed_handler_leaves_message_pending_and_it_is_retried(
     assert (await redis.xpending(f"events.{producer}.0", "loyalty"))["pending"] == 0
 
 
-async def test_poison_message_is_dead_lettered_after_max_deliveries_and_others_flow(
+def _profiles_on_two_shards() -> tuple[str, str]:
+    """Two profile ids that land on different streams of a 2-shard producer."""
+    by_shard: dict[int, str] = {}
+    for i in range(100):
+        by_shard.setdefault(shard_of(f"person{i}", 2), f"person{i}")
+    return by_shard[0], by_shard[1]
+
+
+@pytest.mark.parametrize("claim_idle_ms", [0, 30_000])
+async def test_a_failed_entry_is_retried_before_the_entries_behind_it(
+    bus_pool, redis, producer, make_event, recording_handler, claim_idle_ms
+):
+    me, other = _profiles_on_two_shards()
+    e1, e2 = make_event(me, type="profile.merged"), make_event(me)
+    elsewhere = make_event(other)
+    tried: list[str] = []
+
+    async def handler(ev, conn):
+        tried.append(ev.id)
+        await recording_handler(ev, conn)
+        if ev.id == e1.id and tried.count(e1.id) == 1:
+            raise RuntimeError("downstream hiccup")
+
+    await publish(redis, [e1, e2, elsewhere], producer, 2)
+    consumer = _consumer(redis, bus_pool, producer, handler, claim_idle_ms=claim_idle_ms)
+    await consumer.run_once()
+    # e2 waits behind e1 on its stream; the other shard is not held up
+    assert await _effects(bus_pool) == [elsewhere.id]
+    assert tried.count(e2.id) == 0
+    await _until_idle(consumer)
+    applied = await _effects(bus_pool)
+    assert [i for i in applied if i in {e1.id, e2.id}] == [e1.id, e2.id]
+    assert [i for i in tried if i != elsewhere.id] == [e1.id, e1.id, e2.id]
+    assert sum((await consumer.lag()).values()) == 0
+
+
+async def test_infrastructure_error_keeps_the_stream_in_order(
     bus_pool, redis, producer, make_event, recording_handler
 ):
-    poison, good1, good2 = (make_event("chandler") for _ in range(3))
+    me, other = _profiles_on_two_shards()
+    e1, e2, elsewhere = make_event(me), make_event(me), make_event(other)
+    failed = False
+
+    async def handler(ev, conn):
+        nonlocal failed
+        if ev.id == e1.id and not failed:
+            failed = True
+            raise ConnectionResetError("database went away")
+        await recording_handler(ev, conn)
+
+    await publish(redis, [e1, e2, elsewhere], producer, 2)
+    consumer = _consumer(redis, bus_pool, producer, handler)
+    with pytest.raises(ConnectionResetError):
+        await consumer.run_once()
+    assert await _effects(bus_pool) == [elsewhere.id]
+    await _until_idle(consumer)
+    assert await _effects(bus_pool) == [elsewhere.id, e1.id, e2.id]
+
+
+async def test_poison_message_is_dead_lettered_after_max_deliveries_then_its_stream_flows_in_order(
+    bus_pool, redis, producer, make_event, recording_handler
+):
+    me, other = _profiles_on_two_shards()
+    poison, good1, good2 = (make_event(me) for _ in range(3))
+    elsewhere = make_event(other)
+    stream = stream_for(poison, producer, 2)
     attempts = 0
 
     async def handler(ev, conn):
@@ -119,29 +182,66 @@ async def test_poison_message_is_dead_lettered_after_max_deliveries_and_others_f
             raise ValueError("cannot apply this one")
         await recording_handler(ev, conn)
 
-    await publish(redis, [poison, good1], producer, 1)
-    consumer = _consumer(redis, bus_pool, producer, handler, shards=1, claim_idle_ms=0, max_deliveries=3)
+    await publish(redis, [poison, good1, elsewhere], producer, 2)
+    consumer = _consumer(redis, bus_pool, producer, handler, claim_idle_ms=0, max_deliveries=3)
     await consumer.run_once()
-    assert await _effects(bus_pool) == [good1.id]  # the poison did not block the next message
-    await publish(redis, [good2], producer, 1)
+    assert await _effects(bus_pool) == [elsewhere.id]  # good1 waits behind the poison; the other shard flows
+    await publish(redis, [good2], producer, 2)
     await _until_idle(consumer)
     assert attempts == 3
-    assert await _effects(bus_pool) == [good1.id, good2.id]
+    assert await _effects(bus_pool) == [elsewhere.id, good1.id, good2.id]
+    assert recording_handler.calls.count(good1.id) == 1
     row = await bus_pool.fetchrow("SELECT * FROM dead_letters")
     assert row["consumer"] == "loyalty"
-    assert row["stream"] == f"events.{producer}.0"
+    assert row["stream"] == stream
     assert str(row["event_id"]) == poison.id
     assert row["deliveries"] == 3
     assert "ValueError: cannot apply this one" in row["error"]
     assert event_pb2.Event.FromString(row["payload"]) == poison
     dlq = await redis.xrange(dlq_stream("loyalty"), count=1000)
-    mine = [fields for _, fields in dlq if fields[b"stream"] == f"events.{producer}.0".encode()]
+    mine = [fields for _, fields in dlq if fields[b"stream"] == stream.encode()]
     assert len(mine) == 1 and decode(mine[0]) == poison
     assert mine[0][b"message_id"].decode() == row["message_id"]
-    assert (await redis.xpending(f"events.{producer}.0", "loyalty"))["pending"] == 0
+    assert (await redis.xpending(stream, "loyalty"))["pending"] == 0
     assert consumer.dead_lettered_total == 1
     # never marked processed: a fixed handler can replay it from the dead letters
-    assert await bus_pool.fetchval("SELECT count(*) FROM processed_events") == 2
+    assert await bus_pool.fetchval("SELECT count(*) FROM processed_events") == 3
+
+
+async def test_entries_waiting_behind_a_failure_keep_all_their_deliveries(
+    bus_pool, redis, producer, make_event, recording_handler
+):
+    poison, flaky = make_event("ross"), make_event("ross")
+    tried: list[str] = []
+
+    async def handler(ev, conn):
+        tried.append(ev.id)
+        if ev.id == poison.id or tried.count(flaky.id) == 1:
+            raise ValueError("not now")
+        await recording_handler(ev, conn)
+
+    await publish(redis, [poison, flaky], producer, 1)
+    consumer = _consumer(redis, bus_pool, producer, handler, shards=1, max_deliveries=2)
+    await _until_idle(consumer)
+    # flaky sat behind the poison for two cycles; it still gets its own second attempt
+    assert tried == [poison.id, poison.id, flaky.id, flaky.id]
+    assert await _effects(bus_pool) == [flaky.id]
+    assert [str(r["event_id"]) for r in await bus_pool.fetch("SELECT event_id FROM dead_letters")] == [poison.id]
+
+
+async def test_own_pending_entries_left_by_a_previous_process_go_first(
+    bus_pool, redis, producer, make_event, recording_handler
+):
+    old, new = make_event("joey"), make_event("joey")
+    stream = f"events.{producer}.0"
+    consumer = _consumer(redis, bus_pool, producer, recording_handler, shards=1, consumer="worker-1")
+    await consumer.ensure_groups()
+    await publish(redis, [old], producer, 1)
+    # a previous process with the same consumer name read `old` and died before acking
+    await redis.xreadgroup("loyalty", "worker-1", {stream: ">"}, count=10)
+    await publish(redis, [new], producer, 1)
+    await _until_idle(consumer)
+    assert await _effects(bus_pool) == [old.id, new.id]
 
 
 async def test_undecodable_entry_goes_straight_to_dead_letters(

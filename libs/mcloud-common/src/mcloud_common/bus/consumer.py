@@ -3,10 +3,13 @@ handling in the consumer's own database, retries, and a dead-letter path for poi
 
 Per message, in ONE transaction of the consumer's database: record (group, event id) in
 processed_events (ON CONFLICT DO NOTHING; a conflict means already handled: skip), run the
-handler on the same connection, commit, then XACK. A failing handler rolls back and leaves the
-message pending; it is re-claimed with XAUTOCLAIM after `claim_idle_ms` (as are messages of a
-dead consumer). A message that fails on its `max_deliveries`-th delivery, or cannot be decoded,
-goes to the dead_letters table and the `dlq.<group>` stream and is acked, so it blocks nothing.
+handler on the same connection, commit, then XACK. Each stream is handled strictly in order: a
+message that is not acked (failing handler, infrastructure error) stops its stream for the cycle,
+and on the next cycle the consumer first re-reads its own pending messages of that stream (XREADGROUP
+from id 0, in order) before it takes anything new from it; other streams (shards) keep flowing.
+Messages of a dead consumer are re-claimed with XAUTOCLAIM after `claim_idle_ms`. A message that
+fails on its `max_deliveries`-th delivery, or cannot be decoded, goes to the dead_letters table and
+the `dlq.<group>` stream and is acked, so it blocks its stream only for those few cycles.
 """
 
 from __future__ import annotations
@@ -132,6 +135,9 @@ class StreamConsumer:
         self._tracer = tracer or trace.get_tracer("mcloud_common.bus")
         self._groups_ready = False
         self._next_claim = 0.0
+        # streams whose own pending entries (PEL) must be re-read, in order, before anything new;
+        # all of them at start, in case a previous process with this consumer name left some
+        self._replay: set[str] = set(self.streams)
         self._task: asyncio.Task | None = None
         self._stop: asyncio.Event | None = None
         # counters for metrics
@@ -156,16 +162,26 @@ class StreamConsumer:
     # --- one cycle ----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Re-claim idle pending messages (when due), read new ones (blocking up to block_ms when
-        there is nothing to retry) and handle them; the number of stream entries taken."""
+        """Re-read this consumer's own pending entries of streams that stopped on a failure,
+        re-claim idle pending messages of other consumers (when due), read new ones (blocking up to
+        block_ms when there is nothing to retry) and handle them; the number of entries taken."""
         if not self._groups_ready:
             await self.ensure_groups()
         batches: dict[str, list[tuple[str, Any]]] = {}
-        if time.monotonic() >= self._next_claim:
+        if self._replay:
+            replay = [s for s in self.streams if s in self._replay]
+            for stream, entries in await self._read(replay, "0", block=False):
+                if entries:
+                    batches[stream] = entries
+            # an empty PEL: the stream caught up and reads new entries again, from this cycle on
+            self._replay.intersection_update(batches)
+        fresh = [s for s in self.streams if s not in batches]
+        if fresh and time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
-            await self._reclaim(batches)
-        for stream, entries in await self._read(block=not batches):
-            batches.setdefault(stream, []).extend(entries)
+            await self._reclaim(fresh, batches)
+        if fresh:
+            for stream, entries in await self._read(fresh, ">", block=not batches):
+                batches.setdefault(stream, []).extend(entries)
         if not batches:
             return 0
         results = await asyncio.gather(
@@ -177,35 +193,37 @@ class StreamConsumer:
                 raise result
         return sum(len(entries) for entries in batches.values())
 
-    async def _read(self, *, block: bool) -> list[tuple[str, list]]:
+    async def _read(self, streams: list[str], from_id: str, *, block: bool) -> list[tuple[str, list]]:
+        """XREADGROUP on `streams`: new entries (`from_id` ">") or this consumer's pending ones
+        ("0"; an entry deleted from the stream meanwhile comes back with empty fields)."""
         block_ms = self.block_ms if block and self.block_ms > 0 else None  # BLOCK 0 would mean forever
         try:
-            response = await self._xreadgroup(block_ms)
+            response = await self._xreadgroup(streams, from_id, block_ms)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             # the server lost the stream or group (e.g. restarted without persistence): recreate
             log.warning("consumer group missing, recreating", group=self.group)
             await self.ensure_groups()
-            response = await self._xreadgroup(block_ms)
+            response = await self._xreadgroup(streams, from_id, block_ms)
         return [
             (_text(stream), [(_text(mid), fields) for mid, fields in entries if fields is not None])
             for stream, entries in _stream_entries(response)
         ]
 
-    async def _xreadgroup(self, block_ms: int | None) -> Any:
+    async def _xreadgroup(self, streams: list[str], from_id: str, block_ms: int | None) -> Any:
         return await self._redis.xreadgroup(
-            self.group, self.consumer, dict.fromkeys(self.streams, ">"), count=self.count, block=block_ms
+            self.group, self.consumer, dict.fromkeys(streams, from_id), count=self.count, block=block_ms
         )
 
-    async def _reclaim(self, batches: dict[str, list[tuple[str, Any]]]) -> None:
+    async def _reclaim(self, streams: list[str], batches: dict[str, list[tuple[str, Any]]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for stream in self.streams:
+        for stream in streams:
             pipe.xautoclaim(
                 stream, self.group, self.consumer, min_idle_time=self.claim_idle_ms,
                 start_id="0-0", count=self.count,
             )
-        for stream, result in zip(self.streams, await pipe.execute(raise_on_error=False), strict=True):
+        for stream, result in zip(streams, await pipe.execute(raise_on_error=False), strict=True):
             if isinstance(result, Exception):
                 if "NOGROUP" in str(result):
                     self._groups_ready = False
@@ -216,18 +234,58 @@ class StreamConsumer:
                 batches[stream] = entries
 
     async def _handle_stream(self, stream: str, entries: list[tuple[str, Any]]) -> None:
-        # one stream's entries strictly in order; different streams (shards) run concurrently
+        # one stream's entries strictly in order; different streams (shards) run concurrently.
+        # The first entry not done with stops the stream: the ones behind it stay pending and are
+        # re-read from this consumer's PEL, in order, on the next cycle.
         acks: list[str] = []
         try:
             for message_id, fields in entries:
-                if await self._handle(stream, message_id, fields):
-                    acks.append(message_id)
+                if not await self._handle(stream, message_id, fields):
+                    break
+                acks.append(message_id)
         finally:
-            if acks:
-                await self._redis.xack(stream, self.group, *acks)
+            stopped = len(acks) < len(entries)
+            if stopped:
+                self._replay.add(stream)
+            try:
+                if acks:
+                    await self._redis.xack(stream, self.group, *acks)
+            except BaseException:
+                self._replay.add(stream)
+                raise
+            if stopped:
+                await self._undo_deliveries(stream, [mid for mid, _ in entries[len(acks) + 1 :]])
+
+    async def _undo_deliveries(self, stream: str, message_ids: list[str]) -> None:
+        """The entries behind a stopped one were delivered but never tried: take that delivery
+        back, so `max_deliveries` counts attempts rather than the failures of an earlier entry."""
+        if not message_ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.xpending_range(
+                stream, self.group, min=message_id, max=message_id, count=1, consumername=self.consumer
+            )
+        by_count: dict[int, list[str]] = {}
+        for message_id, pending in zip(message_ids, await pipe.execute(), strict=True):
+            if pending:
+                count = max(int(pending[0]["times_delivered"]) - 1, 0)
+                by_count.setdefault(count, []).append(message_id)
+        if not by_count:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for count, ids in by_count.items():
+            pipe.xclaim(stream, self.group, self.consumer, 0, ids, retrycount=count, justid=True)
+        await pipe.execute()
 
     async def _handle(self, stream: str, message_id: str, fields: Mapping) -> bool:
         """Handle one entry; True when it is done with (to be acked)."""
+        if not fields:
+            # still pending here but trimmed or deleted from the stream: nothing left to apply
+            log.warning(
+                "pending entry gone from the stream", group=self.group, stream=stream, message_id=message_id
+            )
+            return True
         if self.types is not None:
             hinted = entry_type(fields)
             if hinted and hinted not in self.types:
