@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.tracing import route_template
 from mcloud_common.errors import dependency_down
 from mcloud_common.grpc_server import ERROR_CODE_METADATA
 from mcloud_common.logs import get_logger
@@ -235,10 +236,11 @@ async def _on_rpc(request: Request, exc: grpc.aio.AioRpcError) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if dependency_down(exc):
-        log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
+        log.warning("dependency unavailable", route=route_template(request.scope), error=repr(exc))
         return problem_response(503, "dependency_unavailable", detail="A dependency is unavailable; retry later.",
                                 instance=_instance(request), headers={"Retry-After": "1"})
-    log.exception("unhandled error", path=request.url.path, method=request.method)
+    # the route template, never the raw path: paths carry identifiers such as emails (PII)
+    log.exception("unhandled error", route=route_template(request.scope), method=request.method)
     return problem_response(
         500, "internal", detail="An internal error occurred.", instance=_instance(request)
     )

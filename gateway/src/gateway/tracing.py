@@ -1,5 +1,8 @@
 """A server span per HTTP request (W3C traceparent honoured), so the gRPC client interceptor carries
-the trace on to the services and logs get trace ids. Pure ASGI: no per-request task overhead."""
+the trace on to the services and logs get trace ids. Pure ASGI: no per-request task overhead.
+
+Spans (and logs) carry the route template, never the raw path: paths hold identifiers such as
+/v1/profiles/email:rachel@example.com, which are PII."""
 
 from __future__ import annotations
 
@@ -10,6 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcloud_common.telemetry import extract_context
 
 _UNTRACED = frozenset({"/healthz", "/readyz"})
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (e.g. /v1/profiles/{identifier}), or "<unmatched>" when
+    routing found nothing (or has not run yet). Safe to log and trace: it holds no request data."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
 
 
 class TracingMiddleware:
@@ -29,11 +41,12 @@ class TracingMiddleware:
                 tracestate = value.decode("latin-1")
         parent = extract_context(traceparent, tracestate) if traceparent else otel_context.get_current()
         method = scope["method"]
+        # the route is only known after routing; named and attributed with it when the request ends
         span = self.tracer.start_span(
-            f"{method} {scope['path']}",
+            method,
             context=parent,
             kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope["path"]},
+            attributes={"http.request.method": method},
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
 
@@ -52,8 +65,8 @@ class TracingMiddleware:
             span.set_status(trace.Status(trace.StatusCode.ERROR))
             raise
         finally:
-            route = scope.get("route")
-            if route is not None and getattr(route, "path", None):
-                span.update_name(f"{method} {route.path}")
+            template = route_template(scope)
+            span.set_attribute("http.route", template)
+            span.update_name(f"{method} {template}")
             otel_context.detach(token)
             span.end()
