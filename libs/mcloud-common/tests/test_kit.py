@@ -85,6 +85,8 @@ async def test_sqlalchemy_engine_and_session_share_the_url_with_the_pool(make_da
 
 
 async def test_runtime_runs_periodic_jobs_survives_their_failures_and_stops_them_on_close(make_database, redis_url):
+    from sqlalchemy import text
+
     from mcloud_common.runtime import open_runtime
     from mcloud_common.testing.services import wait_until
 
@@ -97,6 +99,9 @@ async def test_runtime_runs_periodic_jobs_survives_their_failures_and_stops_them
         if len(runs) == 2:
             raise RuntimeError("one bad run")
 
+    async with runtime.sessions() as session:  # the SQLAlchemy side reaches the same database
+        assert (await session.execute(text("SELECT current_database()"))).scalar_one() == settings.database_url.rsplit(
+            "/", 1)[1]
     runtime.every(0.005, job, name="test-job")
     await wait_until(lambda: len(runs) >= 4, message="the job to keep running after a failure")
     await runtime.close()

@@ -11,10 +11,11 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 from google.protobuf.descriptor import FileDescriptor
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mcloud_common.bus import OutboxRelay, streams_of, trim_consumed
 from mcloud_common.clock import Clock, clock_from_env
-from mcloud_common.db import create_pool
+from mcloud_common.db import create_engine, create_pool, session_factory
 from mcloud_common.grpc_server import GrpcService, Registrar
 from mcloud_common.logs import get_logger
 from mcloud_common.settings import ServiceSettings
@@ -24,11 +25,16 @@ log = get_logger(__name__)
 
 @dataclass
 class Runtime:
+    """`pool` (asyncpg) serves the hot paths; `sessions` (SQLAlchemy 2 async, same database, connects
+    lazily) serves colder CRUD."""
+
     settings: ServiceSettings
     pool: asyncpg.Pool
     redis: aioredis.Redis
     clock: Clock
     relay: OutboxRelay | None
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
@@ -53,6 +59,7 @@ class Runtime:
             await self.relay.stop()
         await self.redis.aclose()
         await self.pool.close()
+        await self.engine.dispose()
 
 
 async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None, relay: bool = True) -> Runtime:
@@ -61,7 +68,9 @@ async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None,
     pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
     redis = aioredis.from_url(settings.redis_url)
     outbox_relay = OutboxRelay(pool, redis) if relay and settings.relay_enabled else None
-    runtime = Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay)
+    engine = create_engine(settings.database_url, pool_size=2)
+    runtime = Runtime(settings, pool, redis, clock or clock_from_env(settings.clock_offset_file), outbox_relay,
+                      engine, session_factory(engine))
     if outbox_relay is not None:
         outbox_relay.start()
         # streams are trimmed only past what every consumer group has finished with (or retention)
