@@ -19,9 +19,10 @@ class Call:
     anonymous_id: str
     user_id: str
     name: str
-    properties: dict
+    properties_json: str  # validated JSON object text, kept as received (parsed once, never re-encoded)
     traits: dict
-    context: dict
+    traits_json: str
+    context_json: str
     previous_id: str
     group_id: str
     timestamp: datetime

@@ -42,7 +42,14 @@ def _json_object(text: str, field: str) -> dict:
     return value
 
 
+def _checked_json(text: str, field: str) -> str:
+    """`text` when it is a JSON object jsonb can hold, "{}" when empty; Rejected otherwise."""
+    _json_object(text, field)
+    return text or "{}"
+
+
 def _to_call(ev: identity_pb2.InboundEvent, now: datetime) -> Call:
+    traits = _json_object(ev.traits_json, "traits")
     received = from_timestamp(ev.received_at) if ev.HasField("received_at") else now
     return Call(
         type=_TYPE_NAME.get(ev.type, ""),
@@ -50,9 +57,10 @@ def _to_call(ev: identity_pb2.InboundEvent, now: datetime) -> Call:
         anonymous_id=ev.anonymous_id,
         user_id=ev.user_id,
         name=ev.name,
-        properties=_json_object(ev.properties_json, "properties"),
-        traits=_json_object(ev.traits_json, "traits"),
-        context=_json_object(ev.context_json, "context"),
+        properties_json=_checked_json(ev.properties_json, "properties"),
+        traits=traits,
+        traits_json=ev.traits_json or "{}",
+        context_json=_checked_json(ev.context_json, "context"),
         previous_id=ev.previous_id,
         group_id=ev.group_id,
         timestamp=from_timestamp(ev.timestamp) if ev.HasField("timestamp") else received,

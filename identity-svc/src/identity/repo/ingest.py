@@ -91,13 +91,13 @@ async def _profile_facts(conn: asyncpg.Connection, tenant_id: str, profiles: lis
     return strong, created
 
 
-def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace: tuple[str, str],
-              properties_json: str, context_json: str) -> event_pb2.Event:
+def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace: tuple[str, str]
+              ) -> event_pb2.Event:
     ev = event_pb2.Event(
         id=event_id, tenant_id=tenant_id, type=call.type, profile_id=profile_id,
         anonymous_id=call.anonymous_id, user_id=call.user_id, source="identity",
         channel=_CHANNEL.get(call.channel, event_pb2.CHANNEL_UNSPECIFIED), name=call.name,
-        message_id=call.message_id, properties_json=properties_json, context_json=context_json,
+        message_id=call.message_id, properties_json=call.properties_json, context_json=call.context_json,
     )
     set_timestamp(ev.occurred_at, call.timestamp)
     set_timestamp(ev.received_at, call.received_at)
@@ -283,11 +283,9 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
         envelopes = []
         for c, p in zip(todo_calls, plan.event_profiles, strict=True):
             event_id = new_id()
-            props = orjson.dumps(c.properties).decode()
-            ctx = orjson.dumps(c.context).decode()
             rows.append((event_id, tenant_id, p, c.message_id, c.type, c.name, c.anonymous_id, c.user_id,
-                         props, orjson.dumps(c.traits).decode(), ctx, c.channel, c.timestamp, c.received_at))
-            envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace, props, ctx))
+                         c.properties_json, c.traits_json, c.context_json, c.channel, c.timestamp, c.received_at))
+            envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace))
         envelopes.extend(_merge_event(tenant_id, m.from_profile, m.into_profile, "auto", trace)
                          for m in plan.merges)
         await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)
