@@ -105,7 +105,7 @@ class Identifier(_message.Message):
     def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("id", "identifiers", "traits_json", "tags", "lifecycle_stage", "computed_json", "created_at", "updated_at", "merged_from")
+    __slots__ = ("id", "identifiers", "traits_json", "tags", "lifecycle_stage", "computed_json", "created_at", "updated_at", "merged_from", "consents", "segment_ids")
     ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
     TRAITS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,8 @@ class Profile(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     MERGED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CONSENTS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
     traits_json: str
@@ -124,7 +126,23 @@ class Profile(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     merged_from: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., traits_json: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., lifecycle_stage: _Optional[str] = ..., computed_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merged_from: _Optional[_Iterable[str]] = ...) -> None: ...
+    consents: _containers.RepeatedCompositeFieldContainer[Consent]
+    segment_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., traits_json: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., lifecycle_stage: _Optional[str] = ..., computed_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merged_from: _Optional[_Iterable[str]] = ..., consents: _Optional[_Iterable[_Union[Consent, _Mapping]]] = ..., segment_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Consent(_message.Message):
+    __slots__ = ("channel", "purpose", "state", "source", "at")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    purpose: str
+    state: ConsentState
+    source: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, channel: _Optional[str] = ..., purpose: _Optional[str] = ..., state: _Optional[_Union[ConsentState, str]] = ..., source: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetProfileRequest(_message.Message):
     __slots__ = ("profile_id", "identifier")
@@ -219,18 +237,20 @@ class MergeProfilesResponse(_message.Message):
     def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
 
 class SplitProfileRequest(_message.Message):
-    __slots__ = ("profile_id", "identifiers", "reason", "actor", "idempotency_key")
+    __slots__ = ("profile_id", "identifiers", "reason", "actor", "idempotency_key", "merge_id")
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    MERGE_ID_FIELD_NUMBER: _ClassVar[int]
     profile_id: str
     identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
     reason: str
     actor: str
     idempotency_key: str
-    def __init__(self, profile_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    merge_id: str
+    def __init__(self, profile_id: _Optional[str] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., merge_id: _Optional[str] = ...) -> None: ...
 
 class SplitProfileResponse(_message.Message):
     __slots__ = ("original", "split")
@@ -289,16 +309,22 @@ class ExportProfileResponse(_message.Message):
     def __init__(self, export_json: _Optional[str] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("id", "name", "rules_json", "member_count")
+    __slots__ = ("id", "name", "rules_json", "member_count", "description", "created_at", "updated_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RULES_JSON_FIELD_NUMBER: _ClassVar[int]
     MEMBER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     rules_json: str
     member_count: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., rules_json: _Optional[str] = ..., member_count: _Optional[int] = ...) -> None: ...
+    description: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., rules_json: _Optional[str] = ..., member_count: _Optional[int] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UpsertSegmentRequest(_message.Message):
     __slots__ = ("segment",)
@@ -343,3 +369,240 @@ class CheckMembershipResponse(_message.Message):
     MEMBER_OF_FIELD_NUMBER: _ClassVar[int]
     member_of: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, member_of: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetSegmentRequest(_message.Message):
+    __slots__ = ("segment_id",)
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    def __init__(self, segment_id: _Optional[str] = ...) -> None: ...
+
+class GetSegmentResponse(_message.Message):
+    __slots__ = ("segment",)
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    segment: Segment
+    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
+
+class DeleteSegmentRequest(_message.Message):
+    __slots__ = ("segment_id",)
+    SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    segment_id: str
+    def __init__(self, segment_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSegmentResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class EstimateSegmentRequest(_message.Message):
+    __slots__ = ("rules_json",)
+    RULES_JSON_FIELD_NUMBER: _ClassVar[int]
+    rules_json: str
+    def __init__(self, rules_json: _Optional[str] = ...) -> None: ...
+
+class EstimateSegmentResponse(_message.Message):
+    __slots__ = ("count", "total")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    total: int
+    def __init__(self, count: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ListMergesRequest(_message.Message):
+    __slots__ = ("profile_id",)
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    def __init__(self, profile_id: _Optional[str] = ...) -> None: ...
+
+class MergeRecord(_message.Message):
+    __slots__ = ("id", "from_profile_id", "into_profile_id", "reason", "actor", "merged_at", "undone_at", "moved_identifiers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    INTO_PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    MERGED_AT_FIELD_NUMBER: _ClassVar[int]
+    UNDONE_AT_FIELD_NUMBER: _ClassVar[int]
+    MOVED_IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    from_profile_id: str
+    into_profile_id: str
+    reason: str
+    actor: str
+    merged_at: _timestamp_pb2.Timestamp
+    undone_at: _timestamp_pb2.Timestamp
+    moved_identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    def __init__(self, id: _Optional[str] = ..., from_profile_id: _Optional[str] = ..., into_profile_id: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., merged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., undone_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., moved_identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ...) -> None: ...
+
+class ListMergesResponse(_message.Message):
+    __slots__ = ("merges",)
+    MERGES_FIELD_NUMBER: _ClassVar[int]
+    merges: _containers.RepeatedCompositeFieldContainer[MergeRecord]
+    def __init__(self, merges: _Optional[_Iterable[_Union[MergeRecord, _Mapping]]] = ...) -> None: ...
+
+class GetSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSettingsResponse(_message.Message):
+    __slots__ = ("settings_json",)
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    settings_json: str
+    def __init__(self, settings_json: _Optional[str] = ...) -> None: ...
+
+class UpdateSettingsRequest(_message.Message):
+    __slots__ = ("settings_json",)
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    settings_json: str
+    def __init__(self, settings_json: _Optional[str] = ...) -> None: ...
+
+class UpdateSettingsResponse(_message.Message):
+    __slots__ = ("settings_json",)
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    settings_json: str
+    def __init__(self, settings_json: _Optional[str] = ...) -> None: ...
+
+class SetTrackingPlanRequest(_message.Message):
+    __slots__ = ("plan_json",)
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    plan_json: str
+    def __init__(self, plan_json: _Optional[str] = ...) -> None: ...
+
+class SetTrackingPlanResponse(_message.Message):
+    __slots__ = ("plan_json",)
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    plan_json: str
+    def __init__(self, plan_json: _Optional[str] = ...) -> None: ...
+
+class GetTrackingPlanRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TrackingPlanViolations(_message.Message):
+    __slots__ = ("event", "outcome", "count", "last_error", "last_seen_at")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    outcome: str
+    count: int
+    last_error: str
+    last_seen_at: _timestamp_pb2.Timestamp
+    def __init__(self, event: _Optional[str] = ..., outcome: _Optional[str] = ..., count: _Optional[int] = ..., last_error: _Optional[str] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetTrackingPlanResponse(_message.Message):
+    __slots__ = ("plan_json", "violations")
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    plan_json: str
+    violations: _containers.RepeatedCompositeFieldContainer[TrackingPlanViolations]
+    def __init__(self, plan_json: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[TrackingPlanViolations, _Mapping]]] = ...) -> None: ...
+
+class StartImportRequest(_message.Message):
+    __slots__ = ("import_id", "name", "source", "columns")
+    IMPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    import_id: str
+    name: str
+    source: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, import_id: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StartImportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: ImportReport
+    def __init__(self, report: _Optional[_Union[ImportReport, _Mapping]] = ...) -> None: ...
+
+class ImportRow(_message.Message):
+    __slots__ = ("number", "cells")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    cells: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, number: _Optional[int] = ..., cells: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImportRowsRequest(_message.Message):
+    __slots__ = ("import_id", "rows")
+    IMPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    import_id: str
+    rows: _containers.RepeatedCompositeFieldContainer[ImportRow]
+    def __init__(self, import_id: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[ImportRow, _Mapping]]] = ...) -> None: ...
+
+class ImportRowRejection(_message.Message):
+    __slots__ = ("number", "code", "detail")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    code: str
+    detail: str
+    def __init__(self, number: _Optional[int] = ..., code: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ImportRowsResponse(_message.Message):
+    __slots__ = ("report", "rejected")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    report: ImportReport
+    rejected: _containers.RepeatedCompositeFieldContainer[ImportRowRejection]
+    def __init__(self, report: _Optional[_Union[ImportReport, _Mapping]] = ..., rejected: _Optional[_Iterable[_Union[ImportRowRejection, _Mapping]]] = ...) -> None: ...
+
+class GetImportRequest(_message.Message):
+    __slots__ = ("import_id",)
+    IMPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    import_id: str
+    def __init__(self, import_id: _Optional[str] = ...) -> None: ...
+
+class GetImportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: ImportReport
+    def __init__(self, report: _Optional[_Union[ImportReport, _Mapping]] = ...) -> None: ...
+
+class ImportReport(_message.Message):
+    __slots__ = ("import_id", "name", "source", "columns", "last_row", "accepted", "merged", "rejected", "rejected_by_code", "started_at", "updated_at")
+    class RejectedByCodeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    IMPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ROW_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    MERGED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_BY_CODE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    import_id: str
+    name: str
+    source: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    last_row: int
+    accepted: int
+    merged: int
+    rejected: int
+    rejected_by_code: _containers.ScalarMap[str, int]
+    started_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, import_id: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., last_row: _Optional[int] = ..., accepted: _Optional[int] = ..., merged: _Optional[int] = ..., rejected: _Optional[int] = ..., rejected_by_code: _Optional[_Mapping[str, int]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -96,6 +96,66 @@ class IdentityServiceStub:
                 request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipRequest.SerializeToString,
                 response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipResponse.FromString,
                 _registered_method=True)
+        self.GetSegment = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/GetSegment',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentResponse.FromString,
+                _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/ListSegments',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSegment = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/DeleteSegment',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentResponse.FromString,
+                _registered_method=True)
+        self.EstimateSegment = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/EstimateSegment',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentResponse.FromString,
+                _registered_method=True)
+        self.ListMerges = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/ListMerges',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+                _registered_method=True)
+        self.GetSettings = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/GetSettings',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateSettings = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/UpdateSettings',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsResponse.FromString,
+                _registered_method=True)
+        self.SetTrackingPlan = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/SetTrackingPlan',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanResponse.FromString,
+                _registered_method=True)
+        self.GetTrackingPlan = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/GetTrackingPlan',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanResponse.FromString,
+                _registered_method=True)
+        self.StartImport = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/StartImport',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportResponse.FromString,
+                _registered_method=True)
+        self.ImportRows = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/ImportRows',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsResponse.FromString,
+                _registered_method=True)
+        self.GetImport = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/GetImport',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -189,6 +249,91 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSegment(self, request, context):
+        """GetSegment returns one segment with its current size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegments(self, request, context):
+        """ListSegments lists the tenant's segments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSegment(self, request, context):
+        """DeleteSegment removes a segment; its members get no segment.exited events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateSegment(self, request, context):
+        """EstimateSegment counts the profiles a draft rule tree matches now, without saving it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMerges(self, request, context):
+        """ListMerges returns the merge history of a profile (merges into it and out of it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSettings(self, request, context):
+        """GetSettings returns the tenant's identity settings (identifier rules, trait source priority,
+        lifecycle thresholds, default phone region), defaults filled in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSettings(self, request, context):
+        """UpdateSettings replaces the tenant's identity settings (validated; unknown keys rejected).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTrackingPlan(self, request, context):
+        """SetTrackingPlan replaces the tenant's tracking plan (JSON Schema per event).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrackingPlan(self, request, context):
+        """GetTrackingPlan returns the plan and the violation counts seen so far.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartImport(self, request, context):
+        """StartImport opens (or, with the same import_id, resumes) a bulk import of customer rows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportRows(self, request, context):
+        """ImportRows cleans, matches and stores a chunk of rows. Idempotent per (import_id, row number).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImport(self, request, context):
+        """GetImport reports an import's progress: rows accepted, merged, rejected with reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +396,66 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.CheckMembership,
                     request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipRequest.FromString,
                     response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipResponse.SerializeToString,
+            ),
+            'GetSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegment,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentResponse.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsResponse.SerializeToString,
+            ),
+            'DeleteSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSegment,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentResponse.SerializeToString,
+            ),
+            'EstimateSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateSegment,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentResponse.SerializeToString,
+            ),
+            'ListMerges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMerges,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.SerializeToString,
+            ),
+            'GetSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSettings,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsResponse.SerializeToString,
+            ),
+            'UpdateSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSettings,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsResponse.SerializeToString,
+            ),
+            'SetTrackingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTrackingPlan,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanResponse.SerializeToString,
+            ),
+            'GetTrackingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrackingPlan,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanResponse.SerializeToString,
+            ),
+            'StartImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartImport,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportResponse.SerializeToString,
+            ),
+            'ImportRows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportRows,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsResponse.SerializeToString,
+            ),
+            'GetImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImport,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -579,6 +784,330 @@ class IdentityService:
             '/mcloud.identity.v1.IdentityService/CheckMembership',
             mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipRequest.SerializeToString,
             mcloud_dot_identity_dot_v1_dot_identity__pb2.CheckMembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/GetSegment',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/ListSegments',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ListSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/DeleteSegment',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.DeleteSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/EstimateSegment',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.EstimateSegmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMerges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/ListMerges',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ListMergesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/GetSettings',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/UpdateSettings',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.UpdateSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTrackingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/SetTrackingPlan',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.SetTrackingPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrackingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/GetTrackingPlan',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetTrackingPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/StartImport',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.StartImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/ImportRows',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.ImportRowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/GetImport',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.FromString,
             options,
             channel_credentials,
             insecure,
