@@ -1,0 +1,9 @@
+"""MergesApi (placeholder: filled in by its owner)."""
+
+from __future__ import annotations
+
+from identity.grpc_api.base import ServicerBase
+
+
+class MergesApi(ServicerBase):
+    pass

@@ -1,0 +1,9 @@
+"""PrivacyApi (placeholder: filled in by its owner)."""
+
+from __future__ import annotations
+
+from identity.grpc_api.base import ServicerBase
+
+
+class PrivacyApi(ServicerBase):
+    pass
