@@ -87,15 +87,25 @@ class IngestApi(ServicerBase):
             positions.append(index)
         profile_ids = [""] * len(request.events)
         async with self._pool.acquire() as conn:
+            settings = await self.tenant_settings(conn, tenant)
+            # The tenant's tracking plan: blocked events are rejected here, flagged ones go on (counted).
+            blocked = await self.apply_tracking_plan(conn, tenant, calls)
+            if blocked:
+                for j, (code, detail) in blocked.items():
+                    response.rejected.add(index=positions[j], code=code, detail=detail)
+                keep = [j for j in range(len(calls)) if j not in blocked]
+                calls = [calls[j] for j in keep]
+                positions = [positions[j] for j in keep]
             try:
-                batches = [(calls, positions, await ingest_repo.ingest(conn, tenant, calls, shards=self._shards))]
+                batches = [(calls, positions,
+                            await ingest_repo.ingest(conn, tenant, calls, settings=settings, shards=self._shards))]
             except _UNSTORABLE:
                 # One value the database refuses must not sink the valid events beside it: store the
                 # batch one event at a time and reject only what the database refuses.
                 batches = []
                 for call, position in zip(calls, positions, strict=True):
                     try:
-                        one = await ingest_repo.ingest(conn, tenant, [call], shards=self._shards)
+                        one = await ingest_repo.ingest(conn, tenant, [call], settings=settings, shards=self._shards)
                     except _UNSTORABLE as exc:
                         response.rejected.add(index=position, code="unstorable_value",
                                               detail=f"a value cannot be stored: {type(exc).__name__}")
@@ -106,6 +116,8 @@ class IngestApi(ServicerBase):
             response.duplicates += result.duplicates
             for j, profile in result.profile_ids.items():
                 profile_ids[where[j]] = profile
+            for j, (code, detail) in result.rejected.items():
+                response.rejected.add(index=where[j], code=code, detail=detail)
         response.rejected.sort(key=lambda r: r.index)
         response.profile_ids.extend(profile_ids)
         return response

@@ -14,6 +14,7 @@ import orjson
 
 from identity.domain.calls import Call, identifiers_of, lookup_keys
 from identity.domain.resolution import STRONG_TYPES, Key, ResolutionPlan, resolve
+from identity.domain.settings import DEFAULT_SETTINGS, TenantSettings
 from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud_common.bus import enqueue
 from mcloud_common.ids import new_id, new_id_str
@@ -34,7 +35,8 @@ _CHANNEL = {
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
-    profile_ids: dict[int, str] = field(default_factory=dict)  # index in the accepted list -> profile
+    profile_ids: dict[int, str] = field(default_factory=dict)  # index in `calls` -> profile
+    rejected: dict[int, tuple[str, str]] = field(default_factory=dict)  # index in `calls` -> (code, detail)
 
 
 def _lock_id(*parts: str) -> int:
@@ -188,7 +190,8 @@ async def _plan(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], key
     return plan, known
 
 
-async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int) -> IngestResult:
+async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int,
+                 settings: TenantSettings = DEFAULT_SETTINGS) -> IngestResult:
     """Store valid calls once each (by message id), resolve identities, publish via the outbox.
     A deadlock with a concurrent batch is retried (the whole transaction, a few times)."""
     for attempt in range(1, ATTEMPTS + 1):
