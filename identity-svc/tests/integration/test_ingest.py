@@ -82,7 +82,7 @@ async def test_a_known_person_logging_in_on_a_new_device_merges_that_device_hist
     assert known.profile_ids[0] != device.profile_ids[0]
     login = await ingest(stub, tenant, track("k3", anonymous_id="phone", user_id="u-42", event="Signed In"))
     survivor, merged = known.profile_ids[0], device.profile_ids[0]
-    assert login.profile_ids[0] == survivor
+    assert login.profile_ids[0] == survivor, login
     # Looking up by the merged profile's old id or by its device lands on the survivor.
     for request in (pb.GetProfileRequest(profile_id=merged),
                     pb.GetProfileRequest(identifier=pb.Identifier(type="anonymous_id", value="phone"))):

@@ -6,8 +6,12 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime
 
-from identity.domain.resolution import Key, normalise_email
-from mcloud_common.tracking_spec import CALL_TYPES, CHANNELS, MAX_EMAIL_LENGTH, MAX_ID_LENGTH
+import orjson
+
+from identity.domain.normalise import InvalidIdentifier, normalise
+from identity.domain.resolution import Key
+from identity.domain.settings import TenantSettings
+from mcloud_common.tracking_spec import CALL_TYPES, CHANNELS, MAX_ID_LENGTH
 
 _TEXT_FIELDS = ("user_id", "anonymous_id", "previous_id", "group_id", "message_id", "name")
 
@@ -59,27 +63,91 @@ def validate(call: Call) -> None:
         raise Rejected("invalid_channel", f"channel must be one of {', '.join(sorted(CHANNELS))}")
 
 
-def lookup_keys(call: Call) -> list[Key]:
-    """Every identifier the database must be asked about before resolving this call."""
-    keys = identifiers_of(call, known=())
-    if call.type == "alias":
-        keys.append(("user_id", call.previous_id))
-    return keys
+class NoIdentity(Rejected):
+    def __init__(self, problems: list[InvalidIdentifier]) -> None:
+        detail = "; ".join(p.detail for p in problems) or "no usable identifier"
+        super().__init__(problems[0].code if problems else "missing_identity", f"no usable identifier: {detail}")
 
 
-def identifiers_of(call: Call, known: Container[Key]) -> list[Key]:
-    """The identifiers a call asserts belong together, strongest first. For alias, previousId is
-    an earlier user id when one is known, else the anonymous id it was (Segment semantics)."""
+def _device_id(call: Call) -> str:
+    """context.device.id (mobile SDKs), parsed only when the context mentions a device."""
+    if '"device"' not in call.context_json:
+        return ""
+    try:
+        device = orjson.loads(call.context_json).get("device")
+    except orjson.JSONDecodeError:
+        return ""
+    value = device.get("id") if isinstance(device, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def raw_identifiers(call: Call, settings: TenantSettings) -> list[Key]:
+    """The identifiers a call carries, as sent: userId, anonymousId, context.device.id, and identify
+    traits named like an identifier type (email, phone, member_id, custom types, ...)."""
     keys: list[Key] = []
     if call.user_id:
         keys.append(("user_id", call.user_id))
-    if call.type == "identify":
-        email = call.traits.get("email")
-        if isinstance(email, str) and "@" in email and len(email.strip()) <= MAX_EMAIL_LENGTH:
-            keys.append(("email", normalise_email(email)))
+    if call.traits and call.type == "identify":
+        for name, value in call.traits.items():
+            if name in ("user_id", "anonymous_id") or settings.rule(name) is None:
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)
+            if isinstance(value, str) and value.strip():
+                keys.append((name, value))
     if call.anonymous_id:
         keys.append(("anonymous_id", call.anonymous_id))
-    if call.type == "alias":
-        previous = ("user_id", call.previous_id)
-        keys.append(previous if previous in known else ("anonymous_id", call.previous_id))
-    return list(dict.fromkeys(keys))
+    device = _device_id(call)
+    if device:
+        keys.append(("device_id", device))
+    return keys
+
+
+def clean_identifiers(call: Call, settings: TenantSettings) -> tuple[list[Key], list[InvalidIdentifier]]:
+    """Normalised identifiers, strongest first, junk left out (and reported)."""
+    keys: list[Key] = []
+    problems: list[InvalidIdentifier] = []
+    for type_, value in raw_identifiers(call, settings):
+        try:
+            keys.append((type_, normalise(settings, type_, value)))
+        except InvalidIdentifier as exc:
+            problems.append(exc)
+    if call.type == "alias" and call.previous_id:
+        try:
+            keys.append(("previous_id", normalise(settings, "anonymous_id", call.previous_id)))
+        except InvalidIdentifier as exc:
+            problems.append(exc)
+    keys = list(dict.fromkeys(keys))
+    return keys, problems
+
+
+def priority_order(keys: list[Key], settings: TenantSettings) -> list[Key]:
+    def rank(k: Key) -> tuple[int, str]:
+        rule = settings.rule(k[0])
+        return (rule.priority if rule is not None else 500, k[0])
+
+    return sorted(keys, key=rank)
+
+
+def lookup_keys(keys: list[Key]) -> list[Key]:
+    """Every identifier the database must be asked about; alias previousId may be either kind."""
+    out: list[Key] = []
+    for k in keys:
+        if k[0] == "previous_id":
+            out.extend((("user_id", k[1]), ("anonymous_id", k[1])))
+        else:
+            out.append(k)
+    return list(dict.fromkeys(out))
+
+
+def identifiers_of(keys: list[Key], known: Container[Key], settings: TenantSettings) -> list[Key]:
+    """The identifiers a call asserts belong together, strongest first. For alias, previousId is an
+    earlier user id when one is known, else the anonymous id it was (Segment semantics)."""
+    out: list[Key] = []
+    for k in keys:
+        if k[0] == "previous_id":
+            previous = ("user_id", k[1])
+            out.append(previous if previous in known else ("anonymous_id", k[1]))
+        else:
+            out.append(k)
+    return priority_order(list(dict.fromkeys(out)), settings)

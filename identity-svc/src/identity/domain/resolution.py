@@ -1,13 +1,17 @@
 """Identity resolution: which profile each event belongs to, which identifiers are new, which
 profiles merge. Pure: the repository feeds in what the database knows and applies the plan.
 
-Rules (Segment + PostHog semantics):
-- An event's identifiers are found among known ones; none known -> a new profile.
-- Profiles found together merge only when at most one of them is identified (holds a strong
-  identifier such as user_id or email): anonymous history folds into the known person.
-- Two identified profiles are never merged silently; the event goes to the profile of its
-  strongest identifier and weak identifiers (a shared device) stay where they were.
-- A profile never gets a second value of a strong identifier type it already has.
+Each event brings identifiers (type, value), already normalised, junk removed, strongest first
+(by the tenant's per-type priority). They are taken greedily in priority order: an identifier joins
+the event's identity set only if the set can still live on ONE profile, that is
+- at most one identified profile is involved (holds a strong identifier such as user_id or email):
+  two known people are never merged silently (PostHog semantics); anonymous history folds into
+  the known person;
+- no type's limit per profile (1 user_id, 1 email, 5 devices, ...) is exceeded by the union
+  (Segment semantics: the lowest-priority identifier is dropped instead of merging).
+A dropped identifier that is already known stays where it is (a shared device keeps its first
+owner); a dropped new one is not stored. The event goes to the surviving profile of its set: the
+identified one, else the oldest; a set of unknown identifiers makes a new profile.
 """
 
 from __future__ import annotations
@@ -15,20 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-# Identifier types that name a person; the rest (anonymous_id, device_id) name a browser/device.
-STRONG_TYPES = ("user_id", "email", "phone", "member_id", "crm_id", "pos_card", "wechat_unionid",
-                "wechat_openid")
-_RANK = {t: i for i, t in enumerate(STRONG_TYPES)}
+from identity.domain.settings import TenantSettings
 
 Key = tuple[str, str]  # (type, value)
-
-
-def is_strong(key: Key) -> bool:
-    return key[0] in _RANK
-
-
-def normalise_email(value: str) -> str:
-    return value.strip().lower()
 
 
 @dataclass
@@ -43,15 +36,18 @@ class ResolutionPlan:
     new_profiles: list[str] = field(default_factory=list)
     new_identifiers: list[tuple[str, str, str]] = field(default_factory=list)  # type, value, profile
     merges: list[Merge] = field(default_factory=list)
+    # Per event, the identifiers left out (they would have broken a limit or glued two people).
+    dropped: list[list[Key]] = field(default_factory=list)
 
 
 class _State:
     """What is known so far: the database's view, updated as the batch is resolved in order."""
 
-    def __init__(self, known: dict[Key, str], strong: dict[str, dict[str, set[str]]],
+    def __init__(self, settings: TenantSettings, known: dict[Key, str], counts: dict[str, dict[str, int]],
                  created: dict[str, int]) -> None:
+        self.settings = settings
         self.owner = dict(known)
-        self.strong = {p: {t: set(v) for t, v in ts.items()} for p, ts in strong.items()}
+        self.counts = {p: dict(c) for p, c in counts.items()}
         self.created = dict(created)  # profile -> order of creation, older first
         self.redirect: dict[str, str] = {}
 
@@ -60,60 +56,81 @@ class _State:
             profile = self.redirect[profile]
         return profile
 
+    def strong(self, type_: str) -> bool:
+        rule = self.settings.rule(type_)
+        return rule is None or rule.strong
+
+    def limit(self, type_: str) -> int:
+        rule = self.settings.rule(type_)
+        return rule.limit if rule is not None else 1
+
     def identified(self, profile: str) -> bool:
-        return bool(self.strong.get(profile))
+        return any(n and self.strong(t) for t, n in self.counts.get(profile, {}).items())
 
-    def conflicts(self, profile: str, key: Key) -> bool:
-        """True if `profile` already holds another value of this strong type."""
-        held = self.strong.get(profile, {}).get(key[0])
-        return bool(held) and key[1] not in held
+    def fits(self, keys: list[Key]) -> bool:
+        """Can these identifiers, and the profiles holding the known ones, be one profile?"""
+        found = list(dict.fromkeys(self.find(self.owner[k]) for k in keys if k in self.owner))
+        if sum(1 for p in found if self.identified(p)) > 1:
+            return False
+        total: dict[str, int] = {}
+        largest: dict[str, int] = {}
+        for p in found:
+            for t, n in self.counts.get(p, {}).items():
+                total[t] = total.get(t, 0) + n
+                largest[t] = max(largest.get(t, 0), n)
+        for k in keys:
+            if k not in self.owner:
+                total[k[0]] = total.get(k[0], 0) + 1
+        # Only growth is judged: a profile already past a limit (an audited manual merge) still resolves.
+        return all(n <= max(self.limit(t), largest.get(t, 0)) for t, n in total.items())
+
+    def survivor(self, profiles: list[str]) -> str:
+        identified = [p for p in profiles if self.identified(p)]
+        if identified:
+            return identified[0]
+        return min(profiles, key=lambda p: self.created.get(p, 0))
+
+    def fold(self, other: str, into: str) -> None:
+        self.redirect[other] = into
+        mine = self.counts.setdefault(into, {})
+        for t, n in self.counts.pop(other, {}).items():
+            mine[t] = mine.get(t, 0) + n
 
 
-def resolve(batch: Iterable[list[Key]], *, known: dict[Key, str], strong: dict[str, dict[str, set[str]]],
-            created: dict[str, int], new_id: Callable[[], str]) -> ResolutionPlan:
-    """Resolve events in order. `batch` holds each event's identifiers, strongest first."""
-    state = _State(known, strong, created)
+def resolve(batch: Iterable[list[Key]], *, settings: TenantSettings, known: dict[Key, str],
+            counts: dict[str, dict[str, int]], created: dict[str, int], new_id: Callable[[], str]) -> ResolutionPlan:
+    """Resolve events in order. `batch` holds each event's identifiers, strongest first; `known` maps
+    identifiers to their (possibly merged-away) profile, `counts` the identifiers per type of each
+    profile involved, `created` their creation order."""
+    state = _State(settings, known, counts, created)
     plan = ResolutionPlan()
     counter = len(created)
 
-    def assign(key: Key, profile: str) -> None:
-        state.owner[key] = profile
-        plan.new_identifiers.append((key[0], key[1], profile))
-        if is_strong(key):
-            state.strong.setdefault(profile, {}).setdefault(key[0], set()).add(key[1])
-
     for keys in batch:
-        found = [state.find(state.owner[k]) for k in keys if k in state.owner]
-        profiles = list(dict.fromkeys(found))
-        identified = [p for p in profiles if state.identified(p)]
-        if not profiles:
-            target = new_id()
-            counter += 1
-            state.created[target] = counter
-            plan.new_profiles.append(target)
-        elif len(identified) <= 1:
-            target = identified[0] if identified else min(profiles, key=lambda p: state.created.get(p, 0))
-            for other in profiles:
+        taken: list[Key] = []
+        dropped: list[Key] = []
+        for k in keys:
+            (taken if state.fits([*taken, k]) else dropped).append(k)
+        found = list(dict.fromkeys(state.find(state.owner[k]) for k in taken if k in state.owner))
+        if found:
+            target = state.survivor(found)
+            for other in found:
                 if other != target:
                     plan.merges.append(Merge(other, target))
-                    state.redirect[other] = target
-                    for t, values in state.strong.pop(other, {}).items():
-                        state.strong.setdefault(target, {}).setdefault(t, set()).update(values)
+                    state.fold(other, target)
         else:
-            # Two known people meet on one event: the strongest identifier decides, nothing merges.
-            strongest = next(k for k in keys if k in state.owner and is_strong(k))
-            target = state.find(state.owner[strongest])
-        new_strong = [k for k in keys if k not in state.owner and is_strong(k)]
-        if any(state.conflicts(target, k) for k in new_strong):
-            # A different person on a known device/profile: give them a profile of their own.
             target = new_id()
             counter += 1
             state.created[target] = counter
             plan.new_profiles.append(target)
-        for k in keys:
+        for k in taken:
             if k not in state.owner:
-                assign(k, target)
+                state.owner[k] = target
+                plan.new_identifiers.append((k[0], k[1], target))
+                held = state.counts.setdefault(target, {})
+                held[k[0]] = held.get(k[0], 0) + 1
         plan.event_profiles.append(target)
+        plan.dropped.append(dropped)
     # Collapse merge chains so every merge points at a surviving profile.
     plan.merges = [Merge(m.from_profile, state.find(m.into_profile)) for m in plan.merges]
     plan.event_profiles = [state.find(p) for p in plan.event_profiles]

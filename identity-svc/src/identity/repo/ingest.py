@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 
-from identity.domain.calls import Call, identifiers_of, lookup_keys
-from identity.domain.resolution import STRONG_TYPES, Key, ResolutionPlan, resolve
+from identity.domain.calls import Call, NoIdentity, clean_identifiers, identifiers_of, lookup_keys
+from identity.domain.resolution import Key, Merge, ResolutionPlan, resolve
 from identity.domain.settings import DEFAULT_SETTINGS, TenantSettings
+from identity.repo import privacy, profile_updates, segments
 from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud_common.bus import enqueue
 from mcloud_common.ids import new_id, new_id_str
 from mcloud_common.telemetry import inject_traceparent
 from mcloud_common.timestamps import set_timestamp
 
-EVENT_COLUMNS = ("id", "tenant_id", "profile_id", "message_id", "type", "name", "anonymous_id",
+EVENT_COLUMNS = ("id", "tenant_id", "profile_id", "origin_profile_id", "message_id", "type", "name", "anonymous_id",
                  "user_id", "properties", "traits", "context", "channel", "timestamp", "received_at")
 
 _CHANNEL = {
@@ -72,25 +74,27 @@ async def _known_identifiers(conn: asyncpg.Connection, tenant_id: str, keys: lis
 
 
 async def _profile_facts(conn: asyncpg.Connection, tenant_id: str, profiles: list[str]
-                         ) -> tuple[dict[str, dict[str, set[str]]], dict[str, int]]:
-    """Strong identifiers held by each profile, and the profiles' creation order."""
+                         ) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """Identifiers per type held by each profile, and the profiles' creation order."""
     rows = await conn.fetch(
         """
-        SELECT p.id::text AS id, i.type, i.value
+        SELECT p.id::text AS id, i.type, count(i.value) AS n
         FROM profiles p
-        LEFT JOIN identifiers i ON i.tenant_id = p.tenant_id AND i.profile_id = p.id AND i.type = ANY($3)
+        LEFT JOIN identifiers i ON i.tenant_id = p.tenant_id AND i.profile_id = p.id
         WHERE p.tenant_id = $1 AND p.id = ANY($2::uuid[])
+        GROUP BY p.id, i.type
         ORDER BY p.id
         """,
-        tenant_id, profiles, list(STRONG_TYPES),
+        tenant_id, profiles,
     )
-    strong: dict[str, dict[str, set[str]]] = {}
+    counts: dict[str, dict[str, int]] = {}
     created: dict[str, int] = {}
     for r in rows:
         created.setdefault(r["id"], len(created))  # UUIDv7 order is creation order
+        held = counts.setdefault(r["id"], {})
         if r["type"]:
-            strong.setdefault(r["id"], {}).setdefault(r["type"], set()).add(r["value"])
-    return strong, created
+            held[r["type"]] = r["n"]
+    return counts, created
 
 
 def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace: tuple[str, str]
@@ -135,58 +139,85 @@ async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: Resolution
             tenant_id, *map(list, zip(*plan.new_identifiers, strict=True)),
         )
     if plan.merges:
-        froms = [m.from_profile for m in plan.merges]
-        intos = [m.into_profile for m in plan.merges]
-        await conn.execute(
-            """
-            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+        await apply_merges(conn, tenant_id, plan.merges, reason="auto", actor="system")
+
+
+async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Merge], *, reason: str, actor: str
+                       ) -> list[int]:
+    """Fold each from-profile into its into-profile: identifiers and events move (the moved identifiers
+    are recorded so the merge can be undone), traits fold (the survivor's win), the from-profile is
+    marked merged. Returns the merge record ids. Callers hold the profiles' exclusive locks."""
+    froms = [m.from_profile for m in merges]
+    intos = [m.into_profile for m in merges]
+    moved = await conn.fetch(
+        """
+        WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[])),
+        upd AS (
             UPDATE identifiers SET profile_id = m.i FROM m
             WHERE identifiers.tenant_id = $1 AND identifiers.profile_id = m.f
-            """,
-            tenant_id, froms, intos,
+            RETURNING m.f AS f, identifiers.type, identifiers.value
         )
-        # Every merged profile's traits fold into its survivor (several may merge into one: aggregate
-        # first, an UPDATE ... FROM applies only one source row per target); older profiles first,
-        # the survivor's own traits on top, so the known person's data wins conflicts.
-        await conn.execute(
-            """
-            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[])),
-            kv AS (
-                SELECT DISTINCT ON (m.i, e.key) m.i AS target, e.key, e.value
-                FROM m JOIN profiles src ON src.tenant_id = $1 AND src.id = m.f,
-                     jsonb_each(src.traits) AS e(key, value)
-                ORDER BY m.i, e.key, src.id DESC
-            ),
-            folded AS (SELECT target, jsonb_object_agg(key, value) AS traits FROM kv GROUP BY target)
-            UPDATE profiles p SET traits = folded.traits || p.traits, updated_at = now()
-            FROM folded
-            WHERE p.tenant_id = $1 AND p.id = folded.target
-            """,
-            tenant_id, froms, intos,
-        )
-        await conn.execute(
-            """
-            WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
-            UPDATE profiles SET merged_into = m.i, updated_at = now() FROM m
-            WHERE profiles.tenant_id = $1 AND profiles.id = m.f
-            """,
-            tenant_id, froms, intos,
-        )
-        await conn.execute(
-            """
-            INSERT INTO merges (tenant_id, from_profile, into_profile, reason)
-            SELECT $1, f, i, 'auto' FROM unnest($2::uuid[], $3::uuid[]) AS m(f, i)
-            """,
-            tenant_id, froms, intos,
-        )
+        SELECT f::text AS f, jsonb_agg(jsonb_build_array(type, value) ORDER BY type, value) AS moved
+        FROM upd GROUP BY f
+        """,
+        tenant_id, froms, intos,
+    )
+    moved_by = {r["f"]: r["moved"] for r in moved}
+    await conn.execute(
+        """
+        WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+        UPDATE events SET profile_id = m.i FROM m
+        WHERE events.tenant_id = $1 AND events.profile_id = m.f
+        """,
+        tenant_id, froms, intos,
+    )
+    # Every merged profile's traits fold into its survivor (several may merge into one: aggregate
+    # first, an UPDATE ... FROM applies only one source row per target); newer profiles over older,
+    # the survivor's own traits on top, so the known person's data wins conflicts.
+    await conn.execute(
+        """
+        WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[])),
+        kv AS (
+            SELECT DISTINCT ON (m.i, e.key) m.i AS target, e.key, e.value
+            FROM m JOIN profiles src ON src.tenant_id = $1 AND src.id = m.f,
+                 jsonb_each(src.traits) AS e(key, value)
+            ORDER BY m.i, e.key, src.id DESC
+        ),
+        folded AS (SELECT target, jsonb_object_agg(key, value) AS traits FROM kv GROUP BY target)
+        UPDATE profiles p SET traits = folded.traits || p.traits, updated_at = now()
+        FROM folded
+        WHERE p.tenant_id = $1 AND p.id = folded.target
+        """,
+        tenant_id, froms, intos,
+    )
+    await conn.execute(
+        """
+        WITH m(f, i) AS (SELECT * FROM unnest($2::uuid[], $3::uuid[]))
+        UPDATE profiles SET merged_into = m.i, updated_at = now() FROM m
+        WHERE profiles.tenant_id = $1 AND profiles.id = m.f
+        """,
+        tenant_id, froms, intos,
+    )
+    ids = await conn.fetch(
+        """
+        INSERT INTO merges (tenant_id, from_profile, into_profile, reason, actor, moved_identifiers)
+        SELECT $1, f, i, $4, $5, mv FROM unnest($2::uuid[], $3::uuid[], $6::jsonb[]) WITH ORDINALITY AS m(f, i, mv, n)
+        ORDER BY n
+        RETURNING id
+        """,
+        tenant_id, froms, intos, reason, actor,
+        [orjson.dumps(moved_by.get(f, [])).decode() for f in froms],  # JSON text: nested lists are not arrays
+    )
+    await segments.mark_dirty(conn, tenant_id, [*froms, *intos])
+    return [r["id"] for r in ids]
 
 
-async def _plan(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], keys: list[Key]
-                ) -> tuple[ResolutionPlan, dict[Key, str]]:
+async def _plan(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettings, event_keys: list[list[Key]],
+                keys: list[Key]) -> tuple[ResolutionPlan, dict[Key, str]]:
     known = await _known_identifiers(conn, tenant_id, keys)
-    strong, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
-    plan = resolve((identifiers_of(c, known) for c in calls),
-                   known=known, strong=strong, created=created, new_id=new_id_str)
+    counts, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
+    plan = resolve((identifiers_of(k, known, settings) for k in event_keys),
+                   settings=settings, known=known, counts=counts, created=created, new_id=new_id_str)
     return plan, known
 
 
@@ -196,15 +227,15 @@ async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *,
     A deadlock with a concurrent batch is retried (the whole transaction, a few times)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return await _ingest_once(conn, tenant_id, calls, shards=shards)
+            return await _ingest_once(conn, tenant_id, calls, settings, shards=shards)
         except RETRYABLE:
             if attempt == ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
 
 
-async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], keys: list[Key]
-                          ) -> ResolutionPlan:
+async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettings,
+                          event_keys: list[list[Key]], keys: list[Key]) -> ResolutionPlan:
     """Resolve against what is known, taking only the locks the plan needs.
 
     Most batches touch known identifiers of existing people: they take SHARED locks on the profiles
@@ -212,7 +243,7 @@ async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, calls: list[
     it. A plan that creates identifiers or merges profiles locks the contested identifiers and the
     profiles it changes EXCLUSIVELY (sorted ids, one statement: no lock-order deadlocks), re-reads and
     resolves again, so concurrent batches creating or merging the same person serialise."""
-    plan, known = await _plan(conn, tenant_id, calls, keys)
+    plan, known = await _plan(conn, tenant_id, settings, event_keys, keys)
     if not (plan.new_identifiers or plan.merges):
         existing = sorted(set(plan.event_profiles))
         await conn.execute(_LOCK_SHARED, sorted({_profile_lock(p) for p in existing}))
@@ -223,27 +254,42 @@ async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, calls: list[
         if not moved:
             return plan
         # a merge committed while we planned: read again (its survivors are what we lock now)
-        plan, known = await _plan(conn, tenant_id, calls, keys)
+        plan, known = await _plan(conn, tenant_id, settings, event_keys, keys)
     merging = {p for m in plan.merges for p in (m.from_profile, m.into_profile)}
     contested = [k for k in keys if k not in known or known[k] in merging]
     changed = merging | {p for _, _, p in plan.new_identifiers if p not in plan.new_profiles}
     await conn.execute(_LOCK, sorted({_lock_key(tenant_id, k) for k in contested}
                                      | {_profile_lock(p) for p in changed}))
-    plan, _ = await _plan(conn, tenant_id, calls, keys)
+    plan, _ = await _plan(conn, tenant_id, settings, event_keys, keys)
     return plan
 
 
-async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int
-                       ) -> IngestResult:
+async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], settings: TenantSettings, *,
+                       shards: int) -> IngestResult:
     result = IngestResult()
     if not calls:
         return result
+    # 0. Clean identifiers (pure); a call left with none is refused, not stored.
+    cleaned: dict[int, list[Key]] = {}
+    for i, c in enumerate(calls):
+        keys, problems = clean_identifiers(c, settings)
+        if keys:
+            cleaned[i] = keys
+        else:
+            rej = NoIdentity(problems)
+            result.rejected[i] = (rej.code, rej.detail)
     async with conn.transaction():
-        # 1. Dedupe: within the batch, then against what was stored before (sorted: index locks are
+        # 1. Identifiers of erased people are not taken in again.
+        erased = await privacy.suppressed(conn, tenant_id, {k for ks in cleaned.values() for k in lookup_keys(ks)})
+        if erased:
+            for i in [i for i, ks in cleaned.items() if any(k in erased for k in lookup_keys(ks))]:
+                del cleaned[i]
+                result.rejected[i] = ("erased_identifier", "an identifier of this event belongs to an erased person")
+        # 2. Dedupe: within the batch, then against what was stored before (sorted: index locks are
         #    taken in one order by every batch).
         first_index: dict[str, int] = {}
-        for i, c in enumerate(calls):
-            first_index.setdefault(c.message_id, i)
+        for i in cleaned:
+            first_index.setdefault(calls[i].message_id, i)
         fresh = await conn.fetch(
             """
             INSERT INTO message_ids (tenant_id, message_id)
@@ -253,44 +299,35 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
             tenant_id, sorted(first_index),
         )
         fresh_ids = {r["message_id"] for r in fresh}
-        todo = [i for i, c in enumerate(calls) if c.message_id in fresh_ids and first_index[c.message_id] == i]
-        result.duplicates = len(calls) - len(todo)
+        todo = [i for i in cleaned if calls[i].message_id in fresh_ids and first_index[calls[i].message_id] == i]
+        result.duplicates = len(cleaned) - len(todo)
         if not todo:
             return result
         todo_calls = [calls[i] for i in todo]
+        event_keys = [cleaned[i] for i in todo]
 
-        # 2. Resolve (with the locks the plan needs), then apply.
-        keys = list(dict.fromkeys(k for c in todo_calls for k in lookup_keys(c)))
-        plan = await _resolve_locked(conn, tenant_id, todo_calls, keys)
+        # 3. Resolve (with the locks the plan needs), then apply.
+        keys = list(dict.fromkeys(k for ks in event_keys for k in lookup_keys(ks)))
+        plan = await _resolve_locked(conn, tenant_id, settings, event_keys, keys)
         await _apply_plan(conn, tenant_id, plan)
 
-        # 3. Traits from identify calls, last write wins in event order; rows updated in id order.
-        traits_by_profile: dict[str, dict] = {}
-        for c, p in zip(todo_calls, plan.event_profiles, strict=True):
-            if c.type == "identify" and c.traits:
-                traits_by_profile.setdefault(p, {}).update(c.traits)
-        if traits_by_profile:
-            ordered = sorted(traits_by_profile)
-            await conn.execute(
-                """
-                UPDATE profiles p SET traits = p.traits || x.t, updated_at = now()
-                FROM unnest($2::uuid[], $3::jsonb[]) AS x(id, t)
-                WHERE p.tenant_id = $1 AND p.id = x.id
-                """,
-                tenant_id, ordered, [orjson.dumps(traits_by_profile[p]).decode() for p in ordered],
-            )
+        # 4. Traits, computed traits, lifecycle; segment re-evaluation is queued.
+        now = datetime.now(UTC)
+        changes = await profile_updates.after_ingest(conn, tenant_id, settings, todo_calls, plan.event_profiles, now)
+        await segments.mark_dirty(conn, tenant_id, plan.event_profiles)
 
-        # 4. Events (COPY) and their envelopes (outbox), same transaction.
+        # 5. Events (COPY) and their envelopes (outbox), same transaction.
         trace = inject_traceparent()
         rows = []
         envelopes = []
         for c, p in zip(todo_calls, plan.event_profiles, strict=True):
             event_id = new_id()
-            rows.append((event_id, tenant_id, p, c.message_id, c.type, c.name, c.anonymous_id, c.user_id,
+            rows.append((event_id, tenant_id, p, p, c.message_id, c.type, c.name, c.anonymous_id, c.user_id,
                          c.properties_json, c.traits_json, c.context_json, c.channel, c.timestamp, c.received_at))
             envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace))
         envelopes.extend(_merge_event(tenant_id, m.from_profile, m.into_profile, "auto", trace)
                          for m in plan.merges)
+        envelopes.extend(changes)
         await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)
         await enqueue(conn, envelopes, producer="identity", shards=shards)
         result.accepted = len(todo)

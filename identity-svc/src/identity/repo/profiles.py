@@ -60,7 +60,8 @@ async def get_profile(conn: asyncpg.Connection, tenant_id: str, profile_id: str)
                          FROM identifiers i WHERE i.tenant_id = p.tenant_id AND i.profile_id = p.id),
                         '{}') AS identifiers,
                COALESCE((SELECT array_agg(m.from_profile::text ORDER BY m.id)
-                         FROM merges m WHERE m.tenant_id = p.tenant_id AND m.into_profile = p.id),
+                         FROM merges m WHERE m.tenant_id = p.tenant_id AND m.into_profile = p.id
+                           AND m.undone_at IS NULL),
                         '{}') AS merged_from
         FROM profiles p WHERE p.tenant_id = $1 AND p.id = $2::uuid
         """,
@@ -77,17 +78,12 @@ async def get_profile(conn: asyncpg.Connection, tenant_id: str, profile_id: str)
 
 async def list_events(conn: asyncpg.Connection, tenant_id: str, profile_id: str, *, limit: int,
                       before: tuple[datetime, str] | None) -> list[asyncpg.Record]:
-    """A profile's events (including those of profiles merged into it), newest first."""
+    """A profile's events (merges move events to the survivor, so these include merged history), newest first."""
     return await conn.fetch(
         """
-        WITH RECURSIVE family(id) AS (
-            SELECT $2::uuid
-            UNION SELECT m.from_profile FROM merges m JOIN family f ON m.into_profile = f.id
-            WHERE m.tenant_id = $1
-        )
         SELECT e.id::text AS id, e.type, e.name, e.properties, e.timestamp, e.channel, e.message_id
         FROM events e
-        WHERE e.tenant_id = $1 AND e.profile_id IN (SELECT id FROM family)
+        WHERE e.tenant_id = $1 AND e.profile_id = $2::uuid
           AND ($3::timestamptz IS NULL OR (e.timestamp, e.id) < ($3, $4::uuid))
         ORDER BY e.timestamp DESC, e.id DESC
         LIMIT $5
