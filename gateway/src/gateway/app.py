@@ -16,7 +16,7 @@ from gateway.errors import install_error_handlers
 from gateway.openapi import install_openapi
 from gateway.ratelimit import RateLimiter
 from gateway.resources import Resources
-from gateway.routes import health, meta, profiles, tracking
+from gateway.routes import clerk, health, identity_settings, meta, profile_admin, profiles, segments, tracking
 from gateway.settings import GatewaySettings
 from gateway.tenancy import KeyCache
 from gateway.tracing import TracingMiddleware
@@ -39,7 +39,7 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
 * *Write key* (`wk_...`, publishable, safe in browsers and apps): events only. Send it as the HTTP
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
-  (`events:write`, `profiles:read`, `admin`).
+  (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -55,8 +55,15 @@ TAGS = [
     },
     {
         "name": "profiles",
-        "description": "Unified customer profiles by id or `type:value`. Secret key with `profiles:read`.",
+        "description": "Unified customer profiles by id or `type:value`. Secret key with `profiles:read` "
+        "(`profiles:write` to change them, `admin` to merge and split).",
     },
+    {
+        "name": "segments",
+        "description": "Rule-based audiences kept current as events arrive. `segments:read` / `segments:write`.",
+    },
+    {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
+    {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
     {"name": "account", "description": "Which tenant and key you are using."},
     {"name": "health", "description": "Liveness and readiness probes."},
     {"name": "problems", "description": "Documentation of error codes."},
@@ -128,6 +135,10 @@ def create_app(
     install_error_handlers(app)
     app.include_router(tracking.router)
     app.include_router(profiles.router)
+    app.include_router(profile_admin.router)
+    app.include_router(segments.router)
+    app.include_router(identity_settings.router)
+    app.include_router(clerk.router)
     app.include_router(meta.router)
     app.include_router(health.router)
     install_openapi(app)

@@ -19,7 +19,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 from gateway.bodies import read_json
 from gateway.errors import ProblemError
 from gateway.resources import Resources, get_resources
-from gateway.tenancy import SECRET, Principal, authenticate
+from gateway.tenancy import ADMIN, SECRET, Principal, authenticate
 
 REALM = 'realm="mcloud"'
 CHALLENGE = {"WWW-Authenticate": f"Basic {REALM}, Bearer {REALM}"}
@@ -105,7 +105,7 @@ def _require_scope(principal: Principal, scope: str, *, secret: bool) -> None:
             "secret_key_required",
             "This endpoint needs a secret key (sk_...); write keys can only send events.",
         )
-    if scope not in principal.scopes:
+    if scope not in principal.scopes and ADMIN not in principal.scopes:  # admin implies every scope
         raise ProblemError(
             "insufficient_scope",
             f"The API key lacks the {scope!r} scope.",
@@ -172,4 +172,8 @@ async def any_key(
 
 EventsWriter = Annotated[Principal, Depends(events_writer)]
 ProfilesReader = Annotated[Principal, Depends(secret_key("profiles:read"))]
+ProfilesWriter = Annotated[Principal, Depends(secret_key("profiles:write"))]
+SegmentsReader = Annotated[Principal, Depends(secret_key("segments:read"))]
+SegmentsWriter = Annotated[Principal, Depends(secret_key("segments:write"))]
+Admin = Annotated[Principal, Depends(secret_key(ADMIN))]
 AnyKey = Annotated[Principal, Depends(any_key)]

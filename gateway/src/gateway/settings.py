@@ -30,6 +30,9 @@ class GatewaySettings(ProcessSettings):
     recommend_target: str = "127.0.0.1:50054"
     messaging_target: str = "127.0.0.1:50055"
     grpc_timeout_seconds: float = Field(5.0, gt=0, le=300, description="default deadline of service calls")
+    clerk_timeout_seconds: float = Field(
+        1.0, gt=0, le=30, description="deadline of each service call behind the store-clerk view"
+    )
     readiness_timeout_seconds: float = Field(1.0, gt=0, le=30, description="deadline of each /readyz check")
     rate_limit_per_second: float = Field(200.0, gt=0, description="tokens refilled per second, per API key")
     rate_limit_burst: int = Field(400, ge=1, description="bucket size: requests allowed in a burst, per key")

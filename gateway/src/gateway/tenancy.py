@@ -26,7 +26,10 @@ DEFAULT_SCOPES = {
     WRITE: ("events:write",),
     SECRET: ("events:write", "profiles:read", "admin"),
 }
-KNOWN_SCOPES = frozenset({"events:write", "profiles:read", "admin"})
+ADMIN = "admin"  # implies every other scope
+KNOWN_SCOPES = frozenset(
+    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", ADMIN}
+)
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BODY_LEN = 43  # ceil(256 / log2(62))

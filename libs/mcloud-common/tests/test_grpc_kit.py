@@ -31,6 +31,8 @@ class ScriptedHealth(health_pb2_grpc.HealthServicer):
                 raise ConnectionRefusedError(111, "Connection refused")
             case "boom":
                 raise RuntimeError("secret internals: password=hunter2")
+            case "later":
+                return await super().Check(request, context)  # the generated base: not implemented
             case "flaky" if self.calls < 3:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
             case "tenant":
@@ -85,6 +87,14 @@ async def test_unexpected_errors_are_internal_without_leaking_details(scripted):
         await call(health_pb2.HealthCheckRequest(service="boom"))
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "hunter2" not in (err.value.details() or "")
+
+
+async def test_an_rpc_of_the_contract_not_built_yet_is_unimplemented_not_internal(scripted):
+    _, call, _ = scripted
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(health_pb2.HealthCheckRequest(service="later"))
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert dict(err.value.trailing_metadata())["mcloud-error-code"] == "unimplemented"
 
 
 async def test_an_unreachable_database_is_unavailable_not_internal(scripted):

@@ -13,6 +13,14 @@ class IdentifierRead(BaseModel):
     value: str = Field(examples=["42"])
 
 
+class ConsentRead(BaseModel):
+    channel: str = Field(examples=["email"])
+    purpose: str = Field(examples=["marketing"])
+    state: str = Field(description="granted, denied or withdrawn", examples=["granted"])
+    source: str = Field(examples=["signup_form"])
+    at: datetime | None = Field(description="when the person gave or refused consent")
+
+
 class ProfileRead(BaseModel):
     id: str
     identifiers: list[IdentifierRead]
@@ -23,6 +31,8 @@ class ProfileRead(BaseModel):
     created_at: datetime | None
     updated_at: datetime | None
     merged_from: list[str] = Field(description="profiles merged into this one")
+    consents: list[ConsentRead] = Field(default_factory=list, description="latest consent per channel and purpose")
+    segment_ids: list[str] = Field(default_factory=list, description="segments the profile is in now")
 
 
 class ProfileEventRead(BaseModel):

@@ -94,6 +94,10 @@ def _wrap(behaviour: Callable, method: str, domain: str, traced: bool) -> Callab
             ))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
+        except NotImplementedError:
+            # a generated base servicer's method: the RPC is in the contract but not built yet
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet",
+                                trailing_metadata=((ERROR_CODE_METADATA, "unimplemented"),))
         except Exception as exc:
             if errors.dependency_down(exc):
                 log.warning("dependency unavailable", rpc=method, error=repr(exc))
