@@ -422,7 +422,7 @@ async def test_settings_errors_are_problems(client, tenant, db):
 async def test_openapi_lists_the_identity_routes(client):
     spec = (await client.get("/openapi.json")).json()
     paths = spec["paths"]
-    assert set(paths["/v1/profiles/{identifier}"]) == {"get", "patch"}
+    assert set(paths["/v1/profiles/{identifier}"]) == {"get", "patch", "delete"}  # delete: erasure
     for path in ("/v1/profiles/{identifier}/consent", "/v1/profiles/merge", "/v1/profiles/{identifier}/split",
                  "/v1/profiles/{identifier}/merges", "/v1/profiles/{identifier}/segments", "/v1/segments",
                  "/v1/segments/estimate", "/v1/segments/{segment_id}", "/v1/segments/{segment_id}/members",

@@ -16,7 +16,18 @@ from gateway.errors import install_error_handlers
 from gateway.openapi import install_openapi
 from gateway.ratelimit import RateLimiter
 from gateway.resources import Resources
-from gateway.routes import clerk, health, identity_settings, meta, profile_admin, profiles, segments, tracking
+from gateway.routes import (
+    clerk,
+    health,
+    identity_settings,
+    imports,
+    meta,
+    privacy,
+    profile_admin,
+    profiles,
+    segments,
+    tracking,
+)
 from gateway.settings import GatewaySettings
 from gateway.tenancy import KeyCache
 from gateway.tracing import TracingMiddleware
@@ -139,6 +150,8 @@ def create_app(
     app.include_router(segments.router)
     app.include_router(identity_settings.router)
     app.include_router(clerk.router)
+    app.include_router(privacy.router)
+    app.include_router(imports.router)
     app.include_router(meta.router)
     app.include_router(health.router)
     install_openapi(app)

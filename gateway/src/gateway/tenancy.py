@@ -28,7 +28,7 @@ DEFAULT_SCOPES = {
 }
 ADMIN = "admin"  # implies every other scope
 KNOWN_SCOPES = frozenset(
-    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", ADMIN}
+    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", "imports:write", ADMIN}
 )
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -98,14 +98,16 @@ class IngestApi(ServicerBase):
                 positions = [positions[j] for j in keep]
             try:
                 batches = [(calls, positions,
-                            await ingest_repo.ingest(conn, tenant, calls, settings=settings, shards=self._shards))]
+                            await ingest_repo.ingest(conn, tenant, calls, settings=settings, now=now,
+                                                     shards=self._shards))]
             except _UNSTORABLE:
                 # One value the database refuses must not sink the valid events beside it: store the
                 # batch one event at a time and reject only what the database refuses.
                 batches = []
                 for call, position in zip(calls, positions, strict=True):
                     try:
-                        one = await ingest_repo.ingest(conn, tenant, [call], settings=settings, shards=self._shards)
+                        one = await ingest_repo.ingest(conn, tenant, [call], settings=settings, now=now,
+                                                    shards=self._shards)
                     except _UNSTORABLE as exc:
                         response.rejected.add(index=position, code="unstorable_value",
                                               detail=f"a value cannot be stored: {type(exc).__name__}")

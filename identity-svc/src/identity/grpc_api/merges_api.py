@@ -17,12 +17,14 @@ class MergesApi(ServicerBase):
     async def MergeProfiles(self, request: identity_pb2.MergeProfilesRequest, context: Context):
         tenant = tenant_id(context)
         async with self._pool.acquire() as conn:
+            settings = await self.tenant_settings(conn, tenant)
             source = await self.resolve_id(conn, tenant, request.from_profile_id, "from_profile_id")
             target = await self.resolve_id(conn, tenant, request.into_profile_id, "into_profile_id")
 
             async def run() -> identity_pb2.MergeProfilesResponse:
                 survivor = await merge_repo.merge(conn, tenant, source, target, reason=request.reason,
-                                                  actor=request.actor, shards=self._shards)
+                                                  actor=request.actor, settings=settings, now=self._clock.now(),
+                                                  shards=self._shards)
                 return identity_pb2.MergeProfilesResponse(profile=await profile_message(conn, tenant, survivor))
 
             return await once(conn, tenant, "MergeProfiles", request.idempotency_key,

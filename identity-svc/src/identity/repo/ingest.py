@@ -57,7 +57,12 @@ def _profile_lock(profile_id: str) -> int:
 
 _LOCK = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k"
 _LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(k) FROM unnest($1::bigint[]) AS k ORDER BY k"
-RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+class _ErasedMeanwhile(Exception):
+    """A person in the batch was erased while the batch waited for their lock: start again, so the
+    suppression check refuses their events."""
+
+
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError, _ErasedMeanwhile)
 ATTEMPTS = 3
 
 
@@ -123,7 +128,9 @@ def _merge_event(tenant_id: str, from_profile: str, into_profile: str, reason: s
     return ev
 
 
-async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: ResolutionPlan) -> None:
+async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: ResolutionPlan, settings: TenantSettings,
+                      now: datetime) -> list[event_pb2.Event]:
+    """Write the plan; returns the events the merges caused (lifecycle changes of survivors)."""
     if plan.new_profiles:
         await conn.execute(
             "INSERT INTO profiles (id, tenant_id) SELECT p, $1 FROM unnest($2::uuid[]) AS p",
@@ -139,14 +146,18 @@ async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: Resolution
             tenant_id, *map(list, zip(*plan.new_identifiers, strict=True)),
         )
     if plan.merges:
-        await apply_merges(conn, tenant_id, plan.merges, reason="auto", actor="system")
+        _, events = await apply_merges(conn, tenant_id, plan.merges, reason="auto", actor="system",
+                                       settings=settings, now=now)
+        return events
+    return []
 
 
-async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Merge], *, reason: str, actor: str
-                       ) -> list[int]:
+async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Merge], *, reason: str, actor: str,
+                       settings: TenantSettings, now: datetime) -> tuple[list[int], list[event_pb2.Event]]:
     """Fold each from-profile into its into-profile: identifiers and events move (the moved identifiers
-    are recorded so the merge can be undone), traits fold (the survivor's win), the from-profile is
-    marked merged. Returns the merge record ids. Callers hold the profiles' exclusive locks."""
+    are recorded so the merge can be undone), traits fold (the survivor's win), computed traits, tags,
+    trait provenance and consents fold, the from-profile is marked merged. Returns the merge record
+    ids and the events to publish. Callers hold the profiles' exclusive locks."""
     froms = [m.from_profile for m in merges]
     intos = [m.into_profile for m in merges]
     moved = await conn.fetch(
@@ -208,8 +219,9 @@ async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Me
         tenant_id, froms, intos, reason, actor,
         [orjson.dumps(moved_by.get(f, [])).decode() for f in froms],  # JSON text: nested lists are not arrays
     )
+    events = await profile_updates.fold_merged(conn, tenant_id, settings, list(zip(froms, intos, strict=True)), now)
     await segments.mark_dirty(conn, tenant_id, [*froms, *intos])
-    return [r["id"] for r in ids]
+    return [r["id"] for r in ids], events
 
 
 async def _plan(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettings, event_keys: list[list[Key]],
@@ -222,12 +234,12 @@ async def _plan(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettin
 
 
 async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int,
-                 settings: TenantSettings = DEFAULT_SETTINGS) -> IngestResult:
+                 settings: TenantSettings = DEFAULT_SETTINGS, now: datetime | None = None) -> IngestResult:
     """Store valid calls once each (by message id), resolve identities, publish via the outbox.
     A deadlock with a concurrent batch is retried (the whole transaction, a few times)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return await _ingest_once(conn, tenant_id, calls, settings, shards=shards)
+            return await _ingest_once(conn, tenant_id, calls, settings, now or datetime.now(UTC), shards=shards)
         except RETRYABLE:
             if attempt == ATTEMPTS:
                 raise
@@ -264,8 +276,8 @@ async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, settings: Te
     return plan
 
 
-async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], settings: TenantSettings, *,
-                       shards: int) -> IngestResult:
+async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], settings: TenantSettings,
+                       now: datetime, *, shards: int) -> IngestResult:
     result = IngestResult()
     if not calls:
         return result
@@ -309,10 +321,11 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
         # 3. Resolve (with the locks the plan needs), then apply.
         keys = list(dict.fromkeys(k for ks in event_keys for k in lookup_keys(ks)))
         plan = await _resolve_locked(conn, tenant_id, settings, event_keys, keys)
-        await _apply_plan(conn, tenant_id, plan)
+        if await privacy.suppressed(conn, tenant_id, keys):
+            raise _ErasedMeanwhile
+        merge_events = await _apply_plan(conn, tenant_id, plan, settings, now)
 
         # 4. Traits, computed traits, lifecycle; segment re-evaluation is queued.
-        now = datetime.now(UTC)
         changes = await profile_updates.after_ingest(conn, tenant_id, settings, todo_calls, plan.event_profiles, now)
         await segments.mark_dirty(conn, tenant_id, plan.event_profiles)
 
@@ -327,6 +340,7 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
             envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace))
         envelopes.extend(_merge_event(tenant_id, m.from_profile, m.into_profile, "auto", trace)
                          for m in plan.merges)
+        envelopes.extend(merge_events)
         envelopes.extend(changes)
         await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)
         await enqueue(conn, envelopes, producer="identity", shards=shards)

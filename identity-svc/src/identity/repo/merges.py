@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from identity.domain.resolution import Key, Merge
+from identity.domain.settings import TenantSettings
 from identity.repo import segments
 from identity.repo.events import envelope
 from identity.repo.ingest import _LOCK, _profile_lock, apply_merges
@@ -42,7 +43,7 @@ async def _lock_profiles(conn: asyncpg.Connection, *profile_ids: str) -> None:
 
 
 async def merge(conn: asyncpg.Connection, tenant_id: str, from_id: str, into_id: str, *, reason: str, actor: str,
-                shards: int) -> str:
+                settings: TenantSettings, now: datetime, shards: int) -> str:
     """Merge two profiles (both may be identified: this is the audited override). Returns the survivor."""
     async with conn.transaction():
         source = await resolve_profile_id(conn, tenant_id, profile_id=from_id)
@@ -54,9 +55,10 @@ async def merge(conn: asyncpg.Connection, tenant_id: str, from_id: str, into_id:
         if (await resolve_profile_id(conn, tenant_id, profile_id=source) != source
                 or await resolve_profile_id(conn, tenant_id, profile_id=target) != target):
             raise FailedPrecondition("a profile changed while merging; retry", code="concurrent_merge")
-        await apply_merges(conn, tenant_id, [Merge(source, target)], reason=reason or "manual", actor=actor or "api")
+        _, events = await apply_merges(conn, tenant_id, [Merge(source, target)], reason=reason or "manual",
+                                       actor=actor or "api", settings=settings, now=now)
         payload = identity_events_pb2.ProfileMerged(from_profile_id=source, into_profile_id=target, reason="manual")
-        await enqueue(conn, [envelope(tenant_id, "profile.merged", target, payload)], producer="identity",
+        await enqueue(conn, [envelope(tenant_id, "profile.merged", target, payload), *events], producer="identity",
                       shards=shards)
     return target
 

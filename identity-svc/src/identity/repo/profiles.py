@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from identity.repo.privacy import suppressed
 from mcloud_common.errors import NotFound
 
 
@@ -32,24 +33,28 @@ async def resolve_profile_id(conn: asyncpg.Connection, tenant_id: str, *, profil
             tenant_id, *identifier,
         )
         if found is None:
-            raise NotFound(f"no profile with {identifier[0]} {identifier[1]!r}", code="profile_not_found")
+            erased = await suppressed(conn, tenant_id, [identifier])
+            raise NotFound(f"no profile with {identifier[0]} {identifier[1]!r}",
+                           code="profile_erased" if erased else "profile_not_found")
         profile_id = found
     # Follow merge chains (a merged profile points at the one it was merged into).
-    survivor = await conn.fetchval(
+    survivor = await conn.fetchrow(
         """
-        WITH RECURSIVE chain(id, merged_into, depth) AS (
-            SELECT id, merged_into, 0 FROM profiles WHERE tenant_id = $1 AND id = $2::uuid
+        WITH RECURSIVE chain(id, merged_into, erased_at, depth) AS (
+            SELECT id, merged_into, erased_at, 0 FROM profiles WHERE tenant_id = $1 AND id = $2::uuid
             UNION ALL
-            SELECT p.id, p.merged_into, c.depth + 1 FROM profiles p JOIN chain c ON p.id = c.merged_into
+            SELECT p.id, p.merged_into, p.erased_at, c.depth + 1 FROM profiles p JOIN chain c ON p.id = c.merged_into
             WHERE p.tenant_id = $1 AND c.depth < 32
         )
-        SELECT id::text FROM chain WHERE merged_into IS NULL
+        SELECT id::text AS id, erased_at FROM chain WHERE merged_into IS NULL
         """,
         tenant_id, profile_id,
     )
     if survivor is None:
         raise NotFound(f"no profile {profile_id}", code="profile_not_found")
-    return survivor
+    if survivor["erased_at"] is not None:  # the tombstone of an erased person (see repo/privacy.py)
+        raise NotFound(f"profile {profile_id} was erased", code="profile_erased")
+    return survivor["id"]
 
 
 async def get_profile(conn: asyncpg.Connection, tenant_id: str, profile_id: str) -> ProfileView:

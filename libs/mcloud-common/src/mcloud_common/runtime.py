@@ -36,25 +36,32 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     tasks: list[asyncio.Task] = field(default_factory=list)
+    closing: bool = False
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """Run `job` now and then every `seconds` until the service stops; a failing run is logged
         and retried at the next tick (maintenance, never on the request path)."""
 
         async def loop() -> None:
-            while True:
+            while not self.closing:
                 try:
                     await job()
                 except Exception:
                     log.exception("periodic job failed", job=name)
+                if asyncio.current_task().cancelling():  # redis-py can swallow a cancel mid-command
+                    raise asyncio.CancelledError
                 await asyncio.sleep(seconds)
 
         self.tasks.append(asyncio.create_task(loop(), name=name))
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.closing = True
+        pending = set(self.tasks)
+        # A cancel can be swallowed by a client library mid-command: cancel again until every task is done.
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1)
         if self.relay is not None:
             await self.relay.stop()
         await self.redis.aclose()

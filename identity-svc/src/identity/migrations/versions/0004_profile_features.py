@@ -1,4 +1,4 @@
-"""profile features: schema additions (owned by the profile features work; empty until needed).
+"""profile features: the index the lifecycle pass scans (customers with at least one order).
 
 Revision ID: 0004
 Revises: 0003
@@ -12,7 +12,14 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-STATEMENTS: list[str] = []
+STATEMENTS: list[str] = [
+    # The hourly churn / RFM-recency pass looks only at live customers who have ordered; most
+    # profiles (anonymous visitors, potential customers) stay out of this index.
+    """
+    CREATE INDEX profiles_customers ON profiles (id)
+    WHERE merged_into IS NULL AND erased_at IS NULL AND lifecycle_stage <> 'potential'
+    """,
+]
 
 
 def upgrade() -> None:
@@ -21,4 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    op.execute("DROP INDEX IF EXISTS profiles_customers")

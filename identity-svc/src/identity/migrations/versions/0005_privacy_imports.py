@@ -1,4 +1,4 @@
-"""privacy imports: schema additions (owned by the privacy imports work; empty until needed).
+"""privacy imports: the merge family of a profile found by index (erase, export).
 
 Revision ID: 0005
 Revises: 0004
@@ -12,7 +12,11 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-STATEMENTS: list[str] = []
+STATEMENTS: list[str] = [
+    # Erase and export walk a person's merge family downwards (profiles merged into a survivor);
+    # only merged-away rows are indexed.
+    "CREATE INDEX profiles_merged_into ON profiles (tenant_id, merged_into) WHERE merged_into IS NOT NULL",
+]
 
 
 def upgrade() -> None:
@@ -21,4 +25,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    op.execute("DROP INDEX IF EXISTS profiles_merged_into")
