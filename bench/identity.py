@@ -126,7 +126,7 @@ async def lookup_load(client: httpx.AsyncClient, secret: str, *, rate: float, se
 
 
 async def segment_pass(client: httpx.AsyncClient, secret: str, identity_db: str, tenant: str) -> dict:
-    from identity.repo.segments import reevaluate_all
+    from identity.background.segments import reevaluate_all
 
     headers = {"authorization": f"Bearer {secret}"}
     for name, rules in SEGMENTS.items():

@@ -67,22 +67,44 @@ class _State:
     def identified(self, profile: str) -> bool:
         return any(n and self.strong(t) for t, n in self.counts.get(profile, {}).items())
 
-    def fits(self, keys: list[Key]) -> bool:
-        """Can these identifiers, and the profiles holding the known ones, be one profile?"""
-        found = list(dict.fromkeys(self.find(self.owner[k]) for k in keys if k in self.owner))
-        if sum(1 for p in found if self.identified(p)) > 1:
-            return False
+    def take(self, keys: list[Key]) -> tuple[list[Key], list[Key], list[str]]:
+        """Greedy in priority order: (taken, dropped, profiles of the taken known identifiers). An
+        identifier is taken if the taken set can still be one profile: at most one identified
+        profile, and no type past its limit (only growth is judged: a profile already past a limit,
+        after an audited manual merge, still resolves)."""
+        taken: list[Key] = []
+        dropped: list[Key] = []
+        found: list[str] = []
         total: dict[str, int] = {}
         largest: dict[str, int] = {}
-        for p in found:
-            for t, n in self.counts.get(p, {}).items():
+        identified = False
+        for k in keys:
+            owner = self.owner.get(k)
+            if owner is None:
+                t = k[0]
+                if total.get(t, 0) + 1 > max(self.limit(t), largest.get(t, 0)):
+                    dropped.append(k)
+                    continue
+                total[t] = total.get(t, 0) + 1
+                taken.append(k)
+                continue
+            p = self.find(owner)
+            if p in found:
+                taken.append(k)
+                continue
+            p_identified = self.identified(p)
+            held = self.counts.get(p, {})
+            if (identified and p_identified) or any(
+                    total.get(t, 0) + n > max(self.limit(t), largest.get(t, 0), n) for t, n in held.items()):
+                dropped.append(k)
+                continue
+            for t, n in held.items():
                 total[t] = total.get(t, 0) + n
                 largest[t] = max(largest.get(t, 0), n)
-        for k in keys:
-            if k not in self.owner:
-                total[k[0]] = total.get(k[0], 0) + 1
-        # Only growth is judged: a profile already past a limit (an audited manual merge) still resolves.
-        return all(n <= max(self.limit(t), largest.get(t, 0)) for t, n in total.items())
+            identified = identified or p_identified
+            found.append(p)
+            taken.append(k)
+        return taken, dropped, found
 
     def survivor(self, profiles: list[str]) -> str:
         identified = [p for p in profiles if self.identified(p)]
@@ -107,11 +129,13 @@ def resolve(batch: Iterable[list[Key]], *, settings: TenantSettings, known: dict
     counter = len(created)
 
     for keys in batch:
-        taken: list[Key] = []
-        dropped: list[Key] = []
-        for k in keys:
-            (taken if state.fits([*taken, k]) else dropped).append(k)
-        found = list(dict.fromkeys(state.find(state.owner[k]) for k in taken if k in state.owner))
+        owners = {state.owner.get(k) for k in keys}
+        if None not in owners and len(owners) == 1:
+            # the usual case, a returning person: every identifier known, all on one profile
+            plan.event_profiles.append(state.find(next(iter(owners))))
+            plan.dropped.append([])
+            continue
+        taken, dropped, found = state.take(keys)
         if found:
             target = state.survivor(found)
             for other in found:

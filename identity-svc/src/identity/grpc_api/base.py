@@ -10,6 +10,7 @@ import grpc
 import redis.asyncio as aioredis
 
 from identity.domain.settings import TenantSettings
+from identity.ingest_lanes import IngestLanes
 from identity.repo import profiles as profile_repo
 from identity.repo.settings import TenantCache, load_settings
 from mcloud.identity.v1 import identity_pb2
@@ -26,6 +27,7 @@ class ServicerBase:
         self._redis = redis
         self._settings = TenantCache(load_settings)
         self._caches: dict[str, TenantCache[Any]] = {}
+        self._lanes = IngestLanes(pool, shards, clock.now)
 
     def cache(self, name: str, load: Callable[[asyncpg.Connection, str], Awaitable[Any]]) -> TenantCache[Any]:
         """A named per-tenant cache, created on first use (tracking plans, ...)."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import asyncpg
 import orjson
 
 from identity.domain.calls import CALL_TYPES, Call, Rejected, validate
 from identity.grpc_api.base import Context, ServicerBase
-from identity.repo import ingest as ingest_repo
 from mcloud.identity.v1 import identity_pb2
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
@@ -22,8 +20,6 @@ _TYPE_ENUM = {v: k for k, v in _TYPE_NAME.items()}
 MAX_BATCH = 2500
 # \u0000 as a JSON escape: preceded by an even number of backslashes (an odd run is a literal "\\u0000")
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-# Values PostgreSQL refuses that validation did not foresee (class 22 data exceptions, 54000 limits)
-_UNSTORABLE = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
 
 
 def _json_object(text: str, field: str) -> dict:
@@ -85,41 +81,25 @@ class IngestApi(ServicerBase):
                 continue
             calls.append(call)
             positions.append(index)
-        profile_ids = [""] * len(request.events)
         async with self._pool.acquire() as conn:
             settings = await self.tenant_settings(conn, tenant)
             # The tenant's tracking plan: blocked events are rejected here, flagged ones go on (counted).
             blocked = await self.apply_tracking_plan(conn, tenant, calls)
-            if blocked:
-                for j, (code, detail) in blocked.items():
-                    response.rejected.add(index=positions[j], code=code, detail=detail)
-                keep = [j for j in range(len(calls)) if j not in blocked]
-                calls = [calls[j] for j in keep]
-                positions = [positions[j] for j in keep]
-            try:
-                batches = [(calls, positions,
-                            await ingest_repo.ingest(conn, tenant, calls, settings=settings, now=now,
-                                                     shards=self._shards))]
-            except _UNSTORABLE:
-                # One value the database refuses must not sink the valid events beside it: store the
-                # batch one event at a time and reject only what the database refuses.
-                batches = []
-                for call, position in zip(calls, positions, strict=True):
-                    try:
-                        one = await ingest_repo.ingest(conn, tenant, [call], settings=settings, now=now,
-                                                    shards=self._shards)
-                    except _UNSTORABLE as exc:
-                        response.rejected.add(index=position, code="unstorable_value",
-                                              detail=f"a value cannot be stored: {type(exc).__name__}")
-                        continue
-                    batches.append(([call], [position], one))
-        for _, where, result in batches:
-            response.accepted += result.accepted
-            response.duplicates += result.duplicates
-            for j, profile in result.profile_ids.items():
-                profile_ids[where[j]] = profile
-            for j, (code, detail) in result.rejected.items():
-                response.rejected.add(index=where[j], code=code, detail=detail)
+        if blocked:
+            for j, (code, detail) in blocked.items():
+                response.rejected.add(index=positions[j], code=code, detail=detail)
+            keep = [j for j in range(len(calls)) if j not in blocked]
+            calls = [calls[j] for j in keep]
+            positions = [positions[j] for j in keep]
+        profile_ids = [""] * len(request.events)
+        for position, outcome in zip(positions, await self._lanes.store(tenant, settings, calls), strict=True):
+            if outcome.code:
+                response.rejected.add(index=position, code=outcome.code, detail=outcome.detail)
+            elif outcome.duplicate:
+                response.duplicates += 1
+            else:
+                response.accepted += 1
+                profile_ids[position] = outcome.profile_id
         response.rejected.sort(key=lambda r: r.index)
         response.profile_ids.extend(profile_ids)
         return response

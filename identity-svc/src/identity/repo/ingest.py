@@ -259,19 +259,25 @@ async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, settings: Te
     if not (plan.new_identifiers or plan.merges):
         existing = sorted(set(plan.event_profiles))
         await conn.execute(_LOCK_SHARED, sorted({_profile_lock(p) for p in existing}))
-        moved = await conn.fetchval(
-            "SELECT count(*) FROM profiles WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND merged_into IS NOT NULL",
+        moved, erased = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE merged_into IS NOT NULL), count(*) FILTER (WHERE erased_at IS NOT NULL)"
+            " FROM profiles WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
             tenant_id, existing,
         )
+        if erased:
+            raise _ErasedMeanwhile
         if not moved:
             return plan
         # a merge committed while we planned: read again (its survivors are what we lock now)
         plan, known = await _plan(conn, tenant_id, settings, event_keys, keys)
     merging = {p for m in plan.merges for p in (m.from_profile, m.into_profile)}
     contested = [k for k in keys if k not in known or known[k] in merging]
-    changed = merging | {p for _, _, p in plan.new_identifiers if p not in plan.new_profiles}
+    # every existing profile the batch writes to, so an erase or merge cannot interleave
+    changed = merging | ({p for _, _, p in plan.new_identifiers} | set(plan.event_profiles)) - set(plan.new_profiles)
     await conn.execute(_LOCK, sorted({_lock_key(tenant_id, k) for k in contested}
                                      | {_profile_lock(p) for p in changed}))
+    if await privacy.suppressed(conn, tenant_id, keys):
+        raise _ErasedMeanwhile  # their identifiers are gone: without this they would make a new profile
     plan, _ = await _plan(conn, tenant_id, settings, event_keys, keys)
     return plan
 
@@ -321,8 +327,6 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
         # 3. Resolve (with the locks the plan needs), then apply.
         keys = list(dict.fromkeys(k for ks in event_keys for k in lookup_keys(ks)))
         plan = await _resolve_locked(conn, tenant_id, settings, event_keys, keys)
-        if await privacy.suppressed(conn, tenant_id, keys):
-            raise _ErasedMeanwhile
         merge_events = await _apply_plan(conn, tenant_id, plan, settings, now)
 
         # 4. Traits, computed traits, lifecycle; segment re-evaluation is queued.
