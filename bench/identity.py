@@ -29,6 +29,7 @@ import orjson
 
 from bench.common import create_tenant, percentile, write_section
 from bench.ingest import copy_ceiling, wait_drained
+from bench.loadgen import open_loop
 from mcloud_cli.stack import start_stack
 from mcloud_common.db import asyncpg_dsn
 
@@ -95,34 +96,13 @@ async def ingest_load(client: httpx.AsyncClient, *, batches: int, size: int, con
             "batch_p50_ms": percentile(latencies, 50) * 1000, "batch_p99_ms": percentile(latencies, 99) * 1000}
 
 
-async def lookup_load(client: httpx.AsyncClient, secret: str, *, rate: float, seconds: float, people: int) -> dict:
-    """Open loop: request i starts at t0 + i/rate whatever happened before; latency from that time."""
+async def lookup_load(url: str, secret: str, *, rate: float, seconds: float, people: int) -> dict:
+    """Open loop at `rate` (bench.loadgen): profiles of people who exist and of some who do not."""
     rng = random.Random(5)
-    headers = {"authorization": f"Bearer {secret}"}
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(due: float, person: int) -> None:
-        nonlocal errors
-        r = await client.get(f"/v1/profiles/user_id:user-{person}", headers=headers)
-        latencies.append(time.perf_counter() - due)
-        if r.status_code not in (200, 404):
-            errors += 1
-
-    total = int(rate * seconds)
-    tasks = []
-    t0 = time.perf_counter() + 0.1
-    for i in range(total):
-        due = t0 + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due, rng.randrange(people))))
-    await asyncio.gather(*tasks)
-    achieved = total / (time.perf_counter() - t0)
-    return {"requests": total, "rate": rate, "achieved_rps": achieved, "errors": errors,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "max_ms": max(latencies) * 1000}
+    paths = [f"/v1/profiles/user_id:user-{rng.randrange(people)}" for _ in range(int(rate * seconds))]
+    result = await open_loop(url, paths, rate=rate, headers={"authorization": f"Bearer {secret}"})
+    result["errors"] = sum(n for status, n in result["statuses"].items() if status not in (200, 404))
+    return result
 
 
 async def segment_pass(client: httpx.AsyncClient, secret: str, identity_db: str, tenant: str) -> dict:
@@ -159,9 +139,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             ingest = await ingest_load(client, batches=args.batches, size=args.batch_size,
                                        concurrency=args.concurrency, people=args.people)
         drain = await wait_drained(stack.database_url("identity"))
+        lookup = await lookup_load(stack.gateway_url, keys["secret_key"], rate=args.rate, seconds=args.seconds,
+                                   people=args.people)
         async with httpx.AsyncClient(base_url=stack.gateway_url, limits=limits, timeout=30) as client:
-            lookup = await lookup_load(client, keys["secret_key"], rate=args.rate, seconds=args.seconds,
-                                       people=args.people)
             segments = await segment_pass(client, keys["secret_key"], stack.database_url("identity"),
                                           keys["tenant_id"])
         ceiling = await copy_ceiling(stack.database_url("identity"), ingest["events"], args.batch_size)
