@@ -32,6 +32,7 @@ from bench.ingest import copy_ceiling, wait_drained
 from bench.loadgen import open_loop
 from mcloud_cli.stack import start_stack
 from mcloud_common.db import asyncpg_dsn
+from mcloud_common.testing.services import wait_until
 
 SEGMENTS = {
     "viewed running 3+ times in 7 days": {"event": "Product Viewed", "where": [
@@ -105,15 +106,25 @@ async def lookup_load(url: str, secret: str, *, rate: float, seconds: float, peo
     return result
 
 
+async def _all_evaluated(pool: asyncpg.Pool, tenant: str) -> bool:
+    return not await pool.fetchval(
+        "SELECT count(*) FROM segments WHERE tenant_id = $1 AND evaluated_version < rules_version", uuid.UUID(tenant))
+
+
 async def segment_pass(client: httpx.AsyncClient, secret: str, identity_db: str, tenant: str) -> dict:
+    """Time from saving the segments to every one fully evaluated (first membership written, entered
+    events published), then one full steady-state pass (what the time pass does)."""
     from identity.background.segments import reevaluate_all
 
     headers = {"authorization": f"Bearer {secret}"}
-    for name, rules in SEGMENTS.items():
-        r = await client.post("/v1/segments", json={"name": name, "rules": rules}, headers=headers)
-        r.raise_for_status()
     pool = await asyncpg.create_pool(asyncpg_dsn(identity_db), min_size=1, max_size=2)
     try:
+        t0 = time.perf_counter()
+        for name, rules in SEGMENTS.items():
+            r = await client.post("/v1/segments", json={"name": name, "rules": rules}, headers=headers)
+            r.raise_for_status()
+        await wait_until(lambda: _all_evaluated(pool, tenant), timeout=600, interval=0.05)
+        first = time.perf_counter() - t0
         profiles = await pool.fetchval(
             "SELECT count(*) FROM profiles WHERE tenant_id = $1 AND merged_into IS NULL", uuid.UUID(tenant))
         start = time.perf_counter()
@@ -124,7 +135,7 @@ async def segment_pass(client: httpx.AsyncClient, secret: str, identity_db: str,
         await pool.close()
     checks = profiles * len(SEGMENTS)
     return {"profiles": profiles, "segments": len(SEGMENTS), "seconds": elapsed, "members": members,
-            "checks_per_s": checks / elapsed}
+            "checks_per_s": checks / elapsed, "first_seconds": first, "first_checks_per_s": checks / first}
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -178,8 +189,11 @@ identity-svc through the gateway, stack started as `mcloud up` starts it, load g
 | profile lookup `GET /v1/profiles/user_id:…` at {lk['rate']:.0f} req/s open loop ({lk['requests']:,} requests) \
 | p50 {lk['p50_ms']:.1f} ms, **p99 {lk['p99_ms']:.1f} ms**, max {lk['max_ms']:.0f} ms, achieved \
 {lk['achieved_rps']:.0f} req/s, {lk['errors']} errors |
-| segment re-evaluation, full pass: {s['segments']} segments x {s['profiles']:,} profiles | **{s['checks_per_s']:,.0f} \
-profile-segment checks/s** ({s['seconds']:.2f} s, {s['members']:,} memberships) |
+| segments saved and first evaluated ({s['segments']} segments x {s['profiles']:,} profiles, \
+{s['members']:,} memberships and their entered events written) | {s['first_seconds']:.1f} s, \
+{s['first_checks_per_s']:,.0f} profile-segment checks/s |
+| segment re-evaluation, steady-state full pass (the time pass's work) | **{s['checks_per_s']:,.0f} \
+profile-segment checks/s** ({s['seconds']:.2f} s) |
 
 Command: `python -m bench.identity --batches {args.batches} --batch-size {p['batch_size']} --rate {lk['rate']:.0f}`
 """
