@@ -75,6 +75,11 @@ async def test_write_key_in_body_or_as_bearer_is_accepted(gateway, make_tenant):
     assert r2.status_code == 200, r2.text
 
 
+def _altered(key: str) -> str:
+    """The key with its last character changed (to a different one: a fixed "x" was a 1-in-64 no-op)."""
+    return key[:-1] + ("y" if key.endswith("x") else "x")
+
+
 async def test_missing_and_wrong_keys_are_401_problems_with_a_challenge(gateway, make_tenant):
     tenant = await make_tenant()
     async with gateway() as client:
@@ -84,7 +89,7 @@ async def test_missing_and_wrong_keys_are_401_problems_with_a_challenge(gateway,
         )
         junk = await client.get("/v1/me", headers={"Authorization": "Basic !!!"})
         secret_wrong = await client.get(
-            "/v1/profiles/user_id:1", headers=bearer(tenant.secret_key[:-1] + "x")
+            "/v1/profiles/user_id:1", headers=bearer(_altered(tenant.secret_key))
         )
     assert_problem(missing, 401, "missing_api_key")
     assert "Basic" in missing.headers["www-authenticate"]
