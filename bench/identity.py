@@ -25,10 +25,9 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import orjson
 
-from bench.common import create_tenant, percentile, write_section
-from bench.ingest import copy_ceiling, wait_drained
+from bench.common import create_tenant, write_section
+from bench.ingest import copy_ceiling, run_load, wait_drained
 from bench.loadgen import open_loop
 from mcloud_cli.stack import start_stack
 from mcloud_common.db import asyncpg_dsn
@@ -69,32 +68,6 @@ def make_batch(rng: random.Random, size: int, people: int) -> list[dict]:
                           "properties": {"product_id": f"sku-{rng.randrange(300)}", "price": 129.0,
                                          "category": rng.choice(["running", "training", "outdoor"])}})
     return batch
-
-
-async def ingest_load(client: httpx.AsyncClient, *, batches: int, size: int, concurrency: int, people: int) -> dict:
-    rng = random.Random(11)
-    bodies = [orjson.dumps({"batch": make_batch(rng, size, people)}) for _ in range(batches)]
-    for body in bodies[:5]:  # warm-up (pools, prepared statements); counted, not timed
-        (await client.post("/v1/batch", content=body, headers={"content-type": "application/json"})).raise_for_status()
-    todo = list(bodies[5:])
-    latencies: list[float] = []
-    accepted = 0
-
-    async def worker() -> None:
-        nonlocal accepted
-        while todo:
-            body = todo.pop()
-            t0 = time.perf_counter()
-            r = await client.post("/v1/batch", content=body, headers={"content-type": "application/json"})
-            latencies.append(time.perf_counter() - t0)
-            r.raise_for_status()
-            accepted += r.json().get("accepted", size)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    return {"events": accepted, "seconds": elapsed, "events_per_s": accepted / elapsed,
-            "batch_p50_ms": percentile(latencies, 50) * 1000, "batch_p99_ms": percentile(latencies, 99) * 1000}
 
 
 async def lookup_load(url: str, secret: str, *, rate: float, seconds: float, people: int) -> dict:
@@ -145,10 +118,8 @@ async def main_async(args: argparse.Namespace) -> dict:
     with start_stack(home / "mcloud", env=unlimited) as stack:
         keys = create_tenant(stack.home, f"bench-{uuid.uuid4().hex[:6]}")
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=stack.gateway_url, auth=(keys["write_key"], ""), limits=limits,
-                                     timeout=30) as client:
-            ingest = await ingest_load(client, batches=args.batches, size=args.batch_size,
-                                       concurrency=args.concurrency, people=args.people)
+        ingest = await run_load(stack.gateway_url, keys["write_key"], batches=args.batches, size=args.batch_size,
+                                concurrency=args.concurrency, people=args.people, make=make_batch)
         drain = await wait_drained(stack.database_url("identity"))
         lookup = await lookup_load(stack.gateway_url, keys["secret_key"], rate=args.rate, seconds=args.seconds,
                                    people=args.people)
@@ -182,7 +153,7 @@ identity-svc through the gateway, stack started as `mcloud up` starts it, load g
 | batch ingest with identity resolution ({p['batch_size']} events/batch, {p['concurrency']} clients, \
 {p['people']:,} people, 10% identify with email + phone, 5% alias) | **{i['events_per_s']:,.0f} events/s** \
 ({i['events']:,} events in {i['seconds']:.1f} s) |
-| batch latency p50 / p99 | {i['batch_p50_ms']:.0f} ms / {i['batch_p99_ms']:.0f} ms |
+| batch latency p50 / p99 | {i['p50_ms']:.0f} ms / {i['p99_ms']:.0f} ms |
 | outbox drained after the load | {i['drain_seconds']:.2f} s later |
 | raw ceiling: asyncpg COPY of as many rows, {p['batch_size']} per transaction | {i['copy_rows_per_s']:,.0f} rows/s |
 | **ratio ingest / COPY** | **{i['ratio_to_copy']:.2f}** |

@@ -16,6 +16,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,9 +48,10 @@ def make_batch(rng: random.Random, size: int, people: int) -> list[dict]:
 
 
 async def run_load(url: str, write_key: str, *, batches: int, size: int, concurrency: int,
-                   people: int) -> dict:
+                   people: int, make: Callable[[random.Random, int, int], list[dict]] = make_batch) -> dict:
+    """POST `batches` Segment batches made by `make(rng, size, people)` from `concurrency` clients."""
     rng = random.Random(7)
-    bodies = [orjson.dumps({"batch": make_batch(rng, size, people)}) for _ in range(batches)]
+    bodies = [orjson.dumps({"batch": make(rng, size, people)}) for _ in range(batches)]
     latencies: list[float] = []
     accepted = 0
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -58,7 +60,7 @@ async def run_load(url: str, write_key: str, *, batches: int, size: int, concurr
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=30) as client:
         # warm-up: connections, caches, JIT-free but pools and plans
-        for b in [orjson.dumps({"batch": make_batch(rng, size, people)}) for _ in range(10)]:
+        for b in [orjson.dumps({"batch": make(rng, size, people)}) for _ in range(10)]:
             (await client.post("/v1/batch", content=b, headers={"content-type": "application/json"})
              ).raise_for_status()
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import orjson
 import pytest
 
@@ -9,6 +10,7 @@ from identity.app import MIGRATIONS, build
 from identity.settings import IdentitySettings
 from mcloud.identity.v1 import identity_pb2 as pb
 from mcloud.identity.v1 import identity_pb2_grpc
+from mcloud_common.db import asyncpg_dsn
 from mcloud_common.grpc_client import tenant_metadata
 from mcloud_common.testing.services import running_service
 
@@ -27,10 +29,22 @@ def settings_for(redis_url):
 
 
 @pytest.fixture
-async def identity(identity_db, settings_for):
-    """A real identity service (relay running) and a stub to call it."""
-    async with running_service(build, settings_for(identity_db)) as (service, channel):
+async def identity(request, identity_db, settings_for):
+    """A real identity service (relay running) and a stub to call it. Tests marked
+    `without_jobs` get it without background workers (segment worker, lifecycle pass, consumers)."""
+    jobs = request.node.get_closest_marker("without_jobs") is None
+    async with running_service(build, settings_for(identity_db), jobs=jobs) as (service, channel):
         yield identity_pb2_grpc.IdentityServiceStub(channel), service
+
+
+@pytest.fixture
+async def db(identity_db):
+    """A plain connection to the service's database, for looking at what it stored."""
+    conn = await asyncpg.connect(asyncpg_dsn(identity_db))
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 class Api:

@@ -5,33 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 import grpc
 import orjson
 import pytest
 
-from identity.app import build
 from mcloud.identity.v1 import identity_pb2 as pb
-from mcloud.identity.v1 import identity_pb2_grpc
-from mcloud_common.db import asyncpg_dsn
-from mcloud_common.testing.services import running_service
 
 COLUMNS = ["User ID", "Email", "Phone", "Name", "crmId", "City"]
 
-@pytest.fixture
-async def identity(identity_db, settings_for):
-    """The real service without background jobs (this area needs none; the relay still runs)."""
-    async with running_service(build, settings_for(identity_db), jobs=False) as (service, channel):
-        yield identity_pb2_grpc.IdentityServiceStub(channel), service
-
-
-@pytest.fixture
-async def db(identity_db):
-    conn = await asyncpg.connect(asyncpg_dsn(identity_db))
-    try:
-        yield conn
-    finally:
-        await conn.close()
+# The real service without background jobs (this area needs none; the relay still runs).
+pytestmark = pytest.mark.without_jobs
 
 
 def error_code(err: pytest.ExceptionInfo) -> str:

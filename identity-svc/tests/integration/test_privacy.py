@@ -6,35 +6,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import grpc
 import orjson
 import pytest
 
-from identity.app import build
 from identity.repo import privacy as privacy_repo
 from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud.identity.v1 import identity_pb2 as pb
-from mcloud.identity.v1 import identity_pb2_grpc
 from mcloud_common.bus import shard_of
-from mcloud_common.db import asyncpg_dsn
-from mcloud_common.testing.services import running_service, wait_until
+from mcloud_common.testing.services import wait_until
 
-
-@pytest.fixture
-async def identity(identity_db, settings_for):
-    """The real service without background jobs (this area needs none; the relay still runs)."""
-    async with running_service(build, settings_for(identity_db), jobs=False) as (service, channel):
-        yield identity_pb2_grpc.IdentityServiceStub(channel), service
-
-
-@pytest.fixture
-async def db(identity_db):
-    conn = await asyncpg.connect(asyncpg_dsn(identity_db))
-    try:
-        yield conn
-    finally:
-        await conn.close()
+# The real service without background jobs (this area needs none; the relay still runs).
+pytestmark = pytest.mark.without_jobs
 
 
 def error_code(err: pytest.ExceptionInfo) -> str:

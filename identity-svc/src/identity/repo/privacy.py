@@ -57,18 +57,9 @@ class Person:
 
 async def find_person(conn: asyncpg.Connection, tenant_id: str, profile_id: str) -> Person:
     """The person a profile id belongs to (any id of the family, erased or not); NotFound otherwise."""
-    row = await conn.fetchrow(
-        """
-        WITH RECURSIVE chain(id, merged_into, erased_at, depth) AS (
-            SELECT id, merged_into, erased_at, 0 FROM profiles WHERE tenant_id = $1 AND id = $2::uuid
-            UNION ALL
-            SELECT p.id, p.merged_into, p.erased_at, c.depth + 1 FROM profiles p JOIN chain c ON p.id = c.merged_into
-            WHERE p.tenant_id = $1 AND c.depth < 32
-        )
-        SELECT id::text AS id, erased_at FROM chain WHERE merged_into IS NULL
-        """,
-        tenant_id, profile_id,
-    )
+    from identity.repo.profiles import survivor_of  # here: profiles imports this module
+
+    row = await survivor_of(conn, tenant_id, profile_id)
     if row is None:
         raise NotFound(f"no profile {profile_id}", code="profile_not_found")
     family = await conn.fetch(

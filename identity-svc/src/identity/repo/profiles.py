@@ -24,6 +24,23 @@ class ProfileView:
     merged_from: list[str]
 
 
+async def survivor_of(conn: asyncpg.Connection, tenant_id: str, profile_id: str) -> asyncpg.Record | None:
+    """(id, erased_at) of the profile at the end of `profile_id`'s merge chain (a merged profile
+    points at the one it was merged into); None when the tenant has no such profile."""
+    return await conn.fetchrow(
+        """
+        WITH RECURSIVE chain(id, merged_into, erased_at, depth) AS (
+            SELECT id, merged_into, erased_at, 0 FROM profiles WHERE tenant_id = $1 AND id = $2::uuid
+            UNION ALL
+            SELECT p.id, p.merged_into, p.erased_at, c.depth + 1 FROM profiles p JOIN chain c ON p.id = c.merged_into
+            WHERE p.tenant_id = $1 AND c.depth < 32
+        )
+        SELECT id::text AS id, erased_at FROM chain WHERE merged_into IS NULL
+        """,
+        tenant_id, profile_id,
+    )
+
+
 async def resolve_profile_id(conn: asyncpg.Connection, tenant_id: str, *, profile_id: str | None = None,
                              identifier: tuple[str, str] | None = None) -> str:
     """The surviving profile for an id or identifier; NotFound when the tenant has none."""
@@ -37,19 +54,7 @@ async def resolve_profile_id(conn: asyncpg.Connection, tenant_id: str, *, profil
             raise NotFound(f"no profile with {identifier[0]} {identifier[1]!r}",
                            code="profile_erased" if erased else "profile_not_found")
         profile_id = found
-    # Follow merge chains (a merged profile points at the one it was merged into).
-    survivor = await conn.fetchrow(
-        """
-        WITH RECURSIVE chain(id, merged_into, erased_at, depth) AS (
-            SELECT id, merged_into, erased_at, 0 FROM profiles WHERE tenant_id = $1 AND id = $2::uuid
-            UNION ALL
-            SELECT p.id, p.merged_into, p.erased_at, c.depth + 1 FROM profiles p JOIN chain c ON p.id = c.merged_into
-            WHERE p.tenant_id = $1 AND c.depth < 32
-        )
-        SELECT id::text AS id, erased_at FROM chain WHERE merged_into IS NULL
-        """,
-        tenant_id, profile_id,
-    )
+    survivor = await survivor_of(conn, tenant_id, profile_id)
     if survivor is None:
         raise NotFound(f"no profile {profile_id}", code="profile_not_found")
     if survivor["erased_at"] is not None:  # the tombstone of an erased person (see repo/privacy.py)
