@@ -227,9 +227,16 @@ async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Me
 async def _plan(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettings, event_keys: list[list[Key]],
                 keys: list[Key]) -> tuple[ResolutionPlan, dict[Key, str]]:
     known = await _known_identifiers(conn, tenant_id, keys)
-    counts, created = await _profile_facts(conn, tenant_id, sorted(set(known.values())))
-    plan = resolve((identifiers_of(k, known, settings) for k in event_keys),
-                   settings=settings, known=known, counts=counts, created=created, new_id=new_id_str)
+    batch = [identifiers_of(k, known, settings) for k in event_keys]
+    # Facts (identifier counts, age) are needed only for profiles of events that may merge or gain
+    # identifiers; an event whose identifiers are all known on one profile resolves without them.
+    needed: set[str] = set()
+    for ks in batch:
+        owners = {known.get(k) for k in ks}
+        if None in owners or len(owners) > 1:
+            needed.update(o for o in owners if o is not None)
+    counts, created = await _profile_facts(conn, tenant_id, sorted(needed)) if needed else ({}, {})
+    plan = resolve(batch, settings=settings, known=known, counts=counts, created=created, new_id=new_id_str)
     return plan, known
 
 
