@@ -17,6 +17,7 @@ from identity.domain.calls import Call, NoIdentity, clean_identifiers, identifie
 from identity.domain.resolution import Key, Merge, ResolutionPlan, resolve
 from identity.domain.settings import DEFAULT_SETTINGS, TenantSettings
 from identity.repo import privacy, profile_updates, segments
+from identity.repo.events import envelope
 from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud_common.bus import enqueue
 from mcloud_common.ids import new_id, new_id_str
@@ -116,21 +117,9 @@ def _envelope(tenant_id: str, call: Call, event_id: str, profile_id: str, trace:
     return ev
 
 
-def _merge_event(tenant_id: str, from_profile: str, into_profile: str, reason: str,
-                 trace: tuple[str, str]) -> event_pb2.Event:
-    ev = event_pb2.Event(id=new_id_str(), tenant_id=tenant_id, type="profile.merged",
-                         profile_id=into_profile, source="identity")
-    ev.occurred_at.GetCurrentTime()
-    ev.received_at.CopyFrom(ev.occurred_at)
-    ev.trace.traceparent, ev.trace.tracestate = trace
-    ev.payload.Pack(identity_events_pb2.ProfileMerged(
-        from_profile_id=from_profile, into_profile_id=into_profile, reason=reason))
-    return ev
-
-
 async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: ResolutionPlan, settings: TenantSettings,
                       now: datetime) -> list[event_pb2.Event]:
-    """Write the plan; returns the events the merges caused (lifecycle changes of survivors)."""
+    """Write the plan; returns the events the merges caused (profile.merged, lifecycle changes)."""
     if plan.new_profiles:
         await conn.execute(
             "INSERT INTO profiles (id, tenant_id) SELECT p, $1 FROM unnest($2::uuid[]) AS p",
@@ -147,17 +136,19 @@ async def _apply_plan(conn: asyncpg.Connection, tenant_id: str, plan: Resolution
         )
     if plan.merges:
         _, events = await apply_merges(conn, tenant_id, plan.merges, reason="auto", actor="system",
-                                       settings=settings, now=now)
+                                       settings=settings, now=now, manual=False)
         return events
     return []
 
 
 async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Merge], *, reason: str, actor: str,
-                       settings: TenantSettings, now: datetime) -> tuple[list[int], list[event_pb2.Event]]:
+                       settings: TenantSettings, now: datetime, manual: bool
+                       ) -> tuple[list[int], list[event_pb2.Event]]:
     """Fold each from-profile into its into-profile: identifiers and events move (the moved identifiers
     are recorded so the merge can be undone), traits fold (the survivor's win), computed traits, tags,
     trait provenance and consents fold, the from-profile is marked merged. Returns the merge record
-    ids and the events to publish. Callers hold the profiles' exclusive locks."""
+    ids and the events to publish (profile.merged with reason "manual" or "auto", then what the fold
+    changed). Callers hold the profiles' exclusive locks."""
     froms = [m.from_profile for m in merges]
     intos = [m.into_profile for m in merges]
     moved = await conn.fetch(
@@ -219,7 +210,10 @@ async def apply_merges(conn: asyncpg.Connection, tenant_id: str, merges: list[Me
         tenant_id, froms, intos, reason, actor,
         [orjson.dumps(moved_by.get(f, [])).decode() for f in froms],  # JSON text: nested lists are not arrays
     )
-    events = await profile_updates.fold_merged(conn, tenant_id, settings, list(zip(froms, intos, strict=True)), now)
+    kind = "manual" if manual else "auto"
+    events = [envelope(tenant_id, "profile.merged", m.into_profile, identity_events_pb2.ProfileMerged(
+        from_profile_id=m.from_profile, into_profile_id=m.into_profile, reason=kind), at=now) for m in merges]
+    events += await profile_updates.fold_merged(conn, tenant_id, settings, list(zip(froms, intos, strict=True)), now)
     await segments.mark_dirty(conn, tenant_id, [*froms, *intos])
     return [r["id"] for r in ids], events
 
@@ -349,8 +343,6 @@ async def _ingest_once(conn: asyncpg.Connection, tenant_id: str, calls: list[Cal
             rows.append((event_id, tenant_id, p, p, c.message_id, c.type, c.name, c.anonymous_id, c.user_id,
                          c.properties_json, c.traits_json, c.context_json, c.channel, c.timestamp, c.received_at))
             envelopes.append(_envelope(tenant_id, c, str(event_id), p, trace))
-        envelopes.extend(_merge_event(tenant_id, m.from_profile, m.into_profile, "auto", trace)
-                         for m in plan.merges)
         envelopes.extend(merge_events)
         envelopes.extend(changes)
         await conn.copy_records_to_table("events", records=rows, columns=EVENT_COLUMNS)

@@ -56,10 +56,8 @@ async def merge(conn: asyncpg.Connection, tenant_id: str, from_id: str, into_id:
                 or await resolve_profile_id(conn, tenant_id, profile_id=target) != target):
             raise FailedPrecondition("a profile changed while merging; retry", code="concurrent_merge")
         _, events = await apply_merges(conn, tenant_id, [Merge(source, target)], reason=reason or "manual",
-                                       actor=actor or "api", settings=settings, now=now)
-        payload = identity_events_pb2.ProfileMerged(from_profile_id=source, into_profile_id=target, reason="manual")
-        await enqueue(conn, [envelope(tenant_id, "profile.merged", target, payload), *events], producer="identity",
-                      shards=shards)
+                                       actor=actor or "api", settings=settings, now=now, manual=True)
+        await enqueue(conn, events, producer="identity", shards=shards)
     return target
 
 
