@@ -23,8 +23,6 @@ from identity.domain.calls import Call
 from identity.domain.settings import TenantSettings
 from identity.repo import ingest as ingest_repo
 
-# Values PostgreSQL refuses that validation did not foresee (class 22 data exceptions, 54000 limits)
-UNSTORABLE = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
 MAX_COMBINED_EVENTS = 5000
 
 
@@ -102,25 +100,10 @@ class IngestLanes:
         settings = jobs[-1].settings  # the freshest view of the tenant's settings
         now = self._now()
         async with self._pool.acquire() as conn:
-            try:
-                results = [(0, await ingest_repo.ingest(conn, tenant_id, calls, settings=settings, now=now,
-                                                        shards=self._shards))]
-            except UNSTORABLE:
-                # One value the database refuses must not sink the valid events beside it: store the
-                # calls one at a time and reject only what the database refuses.
-                results = []
-                for i, call in enumerate(calls):
-                    try:
-                        results.append((i, await ingest_repo.ingest(conn, tenant_id, [call], settings=settings,
-                                                                    now=now, shards=self._shards)))
-                    except UNSTORABLE as exc:
-                        failed = ingest_repo.IngestResult()
-                        failed.rejected[0] = ("unstorable_value", f"a value cannot be stored: {type(exc).__name__}")
-                        results.append((i, failed))
+            result = await ingest_repo.store(conn, tenant_id, calls, settings=settings, now=now, shards=self._shards)
         outcomes = [Outcome(duplicate=True) for _ in calls]  # what is neither stored nor rejected
-        for offset, result in results:
-            for j, profile in result.profile_ids.items():
-                outcomes[offset + j] = Outcome(profile_id=profile)
-            for j, (code, detail) in result.rejected.items():
-                outcomes[offset + j] = Outcome(code=code, detail=detail)
+        for j, profile in result.profile_ids.items():
+            outcomes[j] = Outcome(profile_id=profile)
+        for j, (code, detail) in result.rejected.items():
+            outcomes[j] = Outcome(code=code, detail=detail)
         return outcomes

@@ -18,7 +18,6 @@ from identity.repo import ingest as ingest_repo
 from mcloud_common.errors import FailedPrecondition, NotFound
 
 # Values PostgreSQL refuses that row checks did not foresee: the chunk is retried a row at a time.
-_UNSTORABLE = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
 _COLUMNS = "id, name, source, columns, last_row, accepted, merged, rejected, rejected_by_code, started_at, updated_at"
 
 
@@ -137,18 +136,5 @@ async def _ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *
     """Store the calls through repo.ingest; the ones it refused, {index: (code, detail)}."""
     if not calls:
         return {}
-    try:
-        return (await ingest_repo.ingest(conn, tenant_id, calls, settings=settings, shards=shards, now=now)).rejected
-    except _UNSTORABLE:
-        pass
-    # ingest ran in a savepoint of our transaction, rolled back: store the rows one by one
-    refused: dict[int, tuple[str, str]] = {}
-    for j, call in enumerate(calls):
-        try:
-            one = await ingest_repo.ingest(conn, tenant_id, [call], settings=settings, shards=shards, now=now)
-        except _UNSTORABLE as exc:
-            refused[j] = ("unstorable_value", f"a value cannot be stored: {type(exc).__name__}")
-            continue
-        if 0 in one.rejected:
-            refused[j] = one.rejected[0]
-    return refused
+    # a refused value makes store() fall back to one row at a time (ingest runs in a savepoint here)
+    return (await ingest_repo.store(conn, tenant_id, calls, settings=settings, shards=shards, now=now)).rejected

@@ -63,6 +63,8 @@ class _ErasedMeanwhile(Exception):
     suppression check refuses their events."""
 
 
+# Values PostgreSQL refuses that validation did not foresee (class 22 data exceptions, 54000 limits)
+UNSTORABLE = (asyncpg.DataError, asyncpg.exceptions.ProgramLimitExceededError)
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError, _ErasedMeanwhile)
 ATTEMPTS = 3
 
@@ -245,6 +247,30 @@ async def ingest(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *,
             if attempt == ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+async def store(conn: asyncpg.Connection, tenant_id: str, calls: list[Call], *, shards: int,
+                settings: TenantSettings = DEFAULT_SETTINGS, now: datetime | None = None) -> IngestResult:
+    """`ingest`, except that one value the database refuses does not sink the valid calls beside it:
+    the calls are then stored one at a time and only the refused ones are rejected (unstorable_value)."""
+    try:
+        return await ingest(conn, tenant_id, calls, shards=shards, settings=settings, now=now)
+    except UNSTORABLE:
+        pass
+    merged = IngestResult()
+    for j, call in enumerate(calls):
+        try:
+            one = await ingest(conn, tenant_id, [call], shards=shards, settings=settings, now=now)
+        except UNSTORABLE as exc:
+            merged.rejected[j] = ("unstorable_value", f"a value cannot be stored: {type(exc).__name__}")
+            continue
+        merged.accepted += one.accepted
+        merged.duplicates += one.duplicates
+        if 0 in one.profile_ids:
+            merged.profile_ids[j] = one.profile_ids[0]
+        if 0 in one.rejected:
+            merged.rejected[j] = one.rejected[0]
+    return merged
 
 
 async def _resolve_locked(conn: asyncpg.Connection, tenant_id: str, settings: TenantSettings,
