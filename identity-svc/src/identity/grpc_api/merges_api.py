@@ -6,10 +6,10 @@ from identity.domain.normalise import InvalidIdentifier, normalise
 from identity.grpc_api.base import Context, ServicerBase
 from identity.grpc_api.profile_view import profile_message
 from identity.repo import merges as merge_repo
-from identity.repo.idempotency import once
 from mcloud.identity.v1 import identity_pb2
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
+from mcloud_common.idempotency import once
 from mcloud_common.timestamps import to_timestamp
 
 

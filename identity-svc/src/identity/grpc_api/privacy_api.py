@@ -12,10 +12,10 @@ from identity.grpc_api.base import Context, ServicerBase
 from identity.repo import imports as imports_repo
 from identity.repo import privacy as privacy_repo
 from identity.repo import tracking as tracking_repo
-from identity.repo.idempotency import once
 from mcloud.identity.v1 import identity_pb2
 from mcloud_common.errors import InvalidArgument, NotFound
 from mcloud_common.grpc_server import tenant_id
+from mcloud_common.idempotency import once
 from mcloud_common.ids import parse_uuid
 from mcloud_common.timestamps import to_timestamp
 

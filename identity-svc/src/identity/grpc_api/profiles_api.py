@@ -12,9 +12,10 @@ from identity.domain.traits import TraitWrite
 from identity.grpc_api.base import Context, ServicerBase
 from identity.grpc_api.profile_view import profile_message
 from identity.repo import consent as consent_repo
-from identity.repo import idempotency, profile_updates
+from identity.repo import profile_updates
 from identity.repo import profiles as profile_repo
 from mcloud.identity.v1 import identity_pb2
+from mcloud_common import idempotency
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
 from mcloud_common.ids import parse_uuid

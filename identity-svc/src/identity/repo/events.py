@@ -9,20 +9,10 @@ from datetime import datetime
 from google.protobuf.message import Message
 
 from mcloud.events.v1 import event_pb2
-from mcloud_common.ids import new_id_str
-from mcloud_common.telemetry import inject_traceparent
-from mcloud_common.timestamps import set_timestamp
+from mcloud_common.bus.envelope import envelope as _envelope
 
 
 def envelope(tenant_id: str, type_: str, profile_id: str, payload: Message, *, at: datetime | None = None,
              trace: tuple[str, str] | None = None) -> event_pb2.Event:
     """An identity event of `type_` about `profile_id`, `payload` packed; `at` defaults to now."""
-    ev = event_pb2.Event(id=new_id_str(), tenant_id=tenant_id, type=type_, profile_id=profile_id, source="identity")
-    if at is None:
-        ev.occurred_at.GetCurrentTime()
-    else:
-        set_timestamp(ev.occurred_at, at)
-    ev.received_at.GetCurrentTime()
-    ev.trace.traceparent, ev.trace.tracestate = trace if trace is not None else inject_traceparent()
-    ev.payload.Pack(payload)
-    return ev
+    return _envelope("identity", tenant_id, type_, profile_id, payload, at=at, trace=trace)

@@ -136,6 +136,51 @@ class LoyaltyServiceStub:
                 request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionRequest.SerializeToString,
                 response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionResponse.FromString,
                 _registered_method=True)
+        self.ListPrograms = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/ListPrograms',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsResponse.FromString,
+                _registered_method=True)
+        self.AdjustPoints = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/AdjustPoints',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.FromString,
+                _registered_method=True)
+        self.GetProgramReport = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/GetProgramReport',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportResponse.FromString,
+                _registered_method=True)
+        self.GetCouponCampaign = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/GetCouponCampaign',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignResponse.FromString,
+                _registered_method=True)
+        self.ListCouponCampaigns = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/ListCouponCampaigns',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsResponse.FromString,
+                _registered_method=True)
+        self.AddCouponCodes = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/AddCouponCodes',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesResponse.FromString,
+                _registered_method=True)
+        self.GetCoupon = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/GetCoupon',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponResponse.FromString,
+                _registered_method=True)
+        self.UpdateRewardRedemption = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/UpdateRewardRedemption',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionResponse.FromString,
+                _registered_method=True)
+        self.ListRewardRedemptions = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/ListRewardRedemptions',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.FromString,
+                _registered_method=True)
 
 
 class LoyaltyServiceServicer:
@@ -290,6 +335,73 @@ class LoyaltyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPrograms(self, request, context):
+        """ListPrograms lists the tenant's programs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdjustPoints(self, request, context):
+        """AdjustPoints is a manual correction by an operator (actor and reason required): a new ADJUSTMENT
+        entry, never an edit. Positive credits, negative debits (FAILED_PRECONDITION if it would make the
+        available balance negative, unless allow_negative). Idempotent via idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProgramReport(self, request, context):
+        """GetProgramReport: outstanding points liability, members per tier and points earned, spent,
+        expired and reversed per period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCouponCampaign(self, request, context):
+        """GetCouponCampaign returns one campaign with its counters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCouponCampaigns(self, request, context):
+        """ListCouponCampaigns pages through the tenant's campaigns, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCouponCodes(self, request, context):
+        """AddCouponCodes loads codes into a CODE_SOURCE_POOL campaign's pool (codes already there are skipped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCoupon(self, request, context):
+        """GetCoupon returns one coupon by code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRewardRedemption(self, request, context):
+        """UpdateRewardRedemption moves a redemption along its lifecycle (PENDING -> SHIPPED -> DELIVERED, or
+        CANCELLED, which credits the points back and restores stock). Idempotent via idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRewardRedemptions(self, request, context):
+        """ListRewardRedemptions pages through a member's redemption orders, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoyaltyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +499,51 @@ def add_LoyaltyServiceServicer_to_server(servicer, server):
                     servicer.GetRewardRedemption,
                     request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionRequest.FromString,
                     response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionResponse.SerializeToString,
+            ),
+            'ListPrograms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrograms,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsResponse.SerializeToString,
+            ),
+            'AdjustPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdjustPoints,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.SerializeToString,
+            ),
+            'GetProgramReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProgramReport,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportResponse.SerializeToString,
+            ),
+            'GetCouponCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCouponCampaign,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignResponse.SerializeToString,
+            ),
+            'ListCouponCampaigns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCouponCampaigns,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsResponse.SerializeToString,
+            ),
+            'AddCouponCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCouponCodes,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesResponse.SerializeToString,
+            ),
+            'GetCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCoupon,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponResponse.SerializeToString,
+            ),
+            'UpdateRewardRedemption': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRewardRedemption,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionResponse.SerializeToString,
+            ),
+            'ListRewardRedemptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRewardRedemptions,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -909,6 +1066,249 @@ class LoyaltyService:
             '/mcloud.loyalty.v1.LoyaltyService/GetRewardRedemption',
             mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionRequest.SerializeToString,
             mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetRewardRedemptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrograms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/ListPrograms',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListProgramsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdjustPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/AdjustPoints',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AdjustPointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProgramReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/GetProgramReport',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetProgramReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCouponCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/GetCouponCampaign',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCouponCampaigns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/ListCouponCampaigns',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListCouponCampaignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCouponCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/AddCouponCodes',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.AddCouponCodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/GetCoupon',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.GetCouponResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRewardRedemption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/UpdateRewardRedemption',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.UpdateRewardRedemptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRewardRedemptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/ListRewardRedemptions',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,5 @@
 """Idempotent state-changing calls: the first response per (tenant, method, key) is stored and
-returned again to a retry."""
+returned again to a retry. A service keeps the `idempotency` table (IDEMPOTENCY_DDL) in its own database."""
 
 from __future__ import annotations
 
@@ -10,6 +10,17 @@ import asyncpg
 from google.protobuf.message import Message
 
 M = TypeVar("M", bound=Message)
+
+IDEMPOTENCY_DDL = """
+    CREATE TABLE IF NOT EXISTS idempotency (
+        tenant_id uuid NOT NULL,
+        key text NOT NULL,
+        method text NOT NULL,
+        response bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, method, key)
+    )
+"""
 
 
 async def once(conn: asyncpg.Connection, tenant_id: str, method: str, key: str, response_type: type[M],

@@ -1,0 +1,127 @@
+"""Members and their points: EnrollMember, GetMember, EarnPoints, SpendPoints, ReverseOrder,
+AdjustPoints, GetLedger."""
+
+from __future__ import annotations
+
+from loyalty.grpc_api.base import Context, ServicerBase, require_uuid
+from loyalty.repo import ledger
+from loyalty.repo import members as member_repo
+from loyalty.repo.events import publish
+from mcloud.loyalty.v1 import loyalty_pb2 as pb
+from mcloud_common.errors import InvalidArgument
+from mcloud_common.grpc_server import tenant_id
+from mcloud_common.idempotency import once
+from mcloud_common.ids import new_id_str
+from mcloud_common.timestamps import from_timestamp
+
+
+class MembersApi(ServicerBase):
+    async def EnrollMember(self, request: pb.EnrollMemberRequest, context: Context) -> pb.EnrollMemberResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            row, events = await member_repo.enroll(conn, tenant, program, request.profile_id,
+                                                   request.source or "api", now)
+            await publish(conn, events, self._shards)
+            member = await member_repo.view(conn, tenant, program, row, now)
+        return pb.EnrollMemberResponse(member=member, created=bool(events))
+
+    async def GetMember(self, request: pb.GetMemberRequest, context: Context) -> pb.GetMemberResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        async with self._pool.acquire() as conn:
+            row = await member_repo.get(conn, tenant, program.id, request.profile_id)
+            return pb.GetMemberResponse(member=await member_repo.view(conn, tenant, program, row, self._clock.now()))
+
+    async def EarnPoints(self, request: pb.EarnPointsRequest, context: Context) -> pb.EarnPointsResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        basis = request.WhichOneof("basis")
+        if basis is None:
+            raise InvalidArgument("points or order is required", code="missing_basis", field="points")
+        now = self._clock.now()
+        key = request.idempotency_key or new_id_str()
+
+        async def run() -> pb.EarnPointsResponse:
+            async with conn.transaction():
+                if basis == "order":
+                    entries, member = await ledger.earn_order(conn, tenant, program, request.profile_id,
+                                                              request.order, now=now, shards=self._shards)
+                else:
+                    available = from_timestamp(request.available_at) if request.HasField("available_at") else None
+                    entries, member = await ledger.earn_points(
+                        conn, tenant, program, request.profile_id, request.points, key=key,
+                        reason=request.reason, description=request.description, available_at=available,
+                        qualifying=request.qualifying, now=now, shards=self._shards)
+            return pb.EarnPointsResponse(entries=entries, member=member)
+
+        async with self._pool.acquire() as conn:
+            return await once(conn, tenant, "EarnPoints", request.idempotency_key, pb.EarnPointsResponse, run)
+
+    async def SpendPoints(self, request: pb.SpendPointsRequest, context: Context) -> pb.SpendPointsResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        now = self._clock.now()
+        key = request.idempotency_key or new_id_str()
+
+        async def run() -> pb.SpendPointsResponse:
+            async with conn.transaction():
+                entry, member = await ledger.debit(
+                    conn, tenant, program, request.profile_id, request.points, reason=request.reason or "spend",
+                    key=key, now=now, shards=self._shards, description=request.description,
+                    order_id=request.order_id)
+            return pb.SpendPointsResponse(entry=entry, member=member)
+
+        async with self._pool.acquire() as conn:
+            return await once(conn, tenant, "SpendPoints", request.idempotency_key, pb.SpendPointsResponse, run)
+
+    async def ReverseOrder(self, request: pb.ReverseOrderRequest, context: Context) -> pb.ReverseOrderResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        if request.currency and request.currency.upper() != program.currency:
+            raise InvalidArgument(f"currency {request.currency} is not the program's ({program.currency})",
+                                  code="currency_mismatch", field="currency")
+        now = self._clock.now()
+        key = request.idempotency_key or new_id_str()
+
+        async def run() -> pb.ReverseOrderResponse:
+            async with conn.transaction():
+                entries, member = await ledger.reverse_order(
+                    conn, tenant, program, request.profile_id, request.order_id, request.refund_minor, key=key,
+                    reason=request.reason, now=now, shards=self._shards)
+            return pb.ReverseOrderResponse(entries=entries, member=member)
+
+        async with self._pool.acquire() as conn:
+            return await once(conn, tenant, "ReverseOrder", request.idempotency_key, pb.ReverseOrderResponse, run)
+
+    async def AdjustPoints(self, request: pb.AdjustPointsRequest, context: Context) -> pb.AdjustPointsResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        now = self._clock.now()
+        key = request.idempotency_key or new_id_str()
+
+        async def run() -> pb.AdjustPointsResponse:
+            async with conn.transaction():
+                entry, member = await ledger.adjust(conn, tenant, program, request, key=key, now=now,
+                                                    shards=self._shards)
+            return pb.AdjustPointsResponse(entry=entry, member=member)
+
+        async with self._pool.acquire() as conn:
+            return await once(conn, tenant, "AdjustPoints", request.idempotency_key, pb.AdjustPointsResponse, run)
+
+    async def GetLedger(self, request: pb.GetLedgerRequest, context: Context) -> pb.GetLedgerResponse:
+        tenant = tenant_id(context)
+        require_uuid(request.profile_id, "profile_id")
+        program = await self._programs.get(self._pool, tenant, request.program_id)
+        async with self._pool.acquire() as conn:
+            row = await member_repo.get(conn, tenant, program.id, request.profile_id)
+            entries, token = await ledger.page(conn, tenant, program.id, str(row["profile_id"]), request.page_size,
+                                               request.page_token)
+        return pb.GetLedgerResponse(entries=entries, next_page_token=token)

@@ -1,0 +1,493 @@
+"""The ledger: every change of a member's points is an immutable entry; lots are the open state it
+implies. All changes of one member go through a `Book`, which holds the member's row lock for the
+transaction, so concurrent spends, earns, reversals, expiry and merges of one member are serialised
+and can never take the balance below what the ledger allows.
+
+Invariant, per member, at every commit: sum(entries.points) = sum(lots.remaining) - members.debt.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+import orjson
+
+from loyalty.domain import lots as lot_rules
+from loyalty.domain import programs as prog
+from loyalty.domain import rules
+from loyalty.domain.lots import Lot
+from loyalty.repo import members as member_repo
+from loyalty.repo.events import envelope, publish
+from mcloud.events.v1 import event_pb2, loyalty_events_pb2
+from mcloud.loyalty.v1 import loyalty_pb2 as pb
+from mcloud_common.errors import FailedPrecondition, InvalidArgument
+from mcloud_common.ids import new_id
+from mcloud_common.timestamps import set_timestamp
+
+KINDS = {"earn": pb.LEDGER_ENTRY_KIND_EARN, "spend": pb.LEDGER_ENTRY_KIND_SPEND,
+         "reversal": pb.LEDGER_ENTRY_KIND_REVERSAL, "expiry": pb.LEDGER_ENTRY_KIND_EXPIRY,
+         "adjustment": pb.LEDGER_ENTRY_KIND_ADJUSTMENT, "merge": pb.LEDGER_ENTRY_KIND_MERGE}
+_ORDER_NS = uuid.UUID("6f1d3c52-9a4b-4b1e-8f0c-1b7e5d2a9c10")
+
+_ENTRY_COLUMNS = """id, program_id, profile_id, kind, points, qualifying_points, balance_after, debt_points, reason,
+    description, order_id, rule_id, reverses_entry_id, idempotency_key, actor, consumed, details, available_at,
+    expires_at, created_at"""
+
+
+def order_fact_id(program_id: str, order_id: str) -> uuid.UUID:
+    """The id of an order's qualifying fact: one per order, so an order counts once however often it
+    is replayed."""
+    return uuid.uuid5(_ORDER_NS, f"{program_id}:order:{order_id}")
+
+
+def entry_pb(row: asyncpg.Record | dict) -> pb.LedgerEntry:
+    e = pb.LedgerEntry(
+        id=str(row["id"]), program_id=str(row["program_id"]), profile_id=str(row["profile_id"]),
+        kind=KINDS.get(row["kind"], pb.LEDGER_ENTRY_KIND_UNSPECIFIED), points=row["points"],
+        balance_after=row["balance_after"], reason=row["reason"], description=row["description"],
+        order_id=row["order_id"], rule_id=row["rule_id"], idempotency_key=row["idempotency_key"],
+        actor=row["actor"], qualifying_points=row["qualifying_points"], debt_points=row["debt_points"],
+        reverses_entry_id=str(row["reverses_entry_id"]) if row["reverses_entry_id"] else "")
+    consumed = row["consumed"]
+    if isinstance(consumed, str | bytes):
+        consumed = orjson.loads(consumed)
+    for c in consumed or ():
+        e.consumed.add(lot_id=c["lot_id"], points=c["points"])
+    set_timestamp(e.created_at, row["created_at"])
+    if row["available_at"] is not None:
+        set_timestamp(e.available_at, row["available_at"])
+    if row["expires_at"] is not None:
+        set_timestamp(e.expires_at, row["expires_at"])
+    return e
+
+
+@dataclass
+class Book:
+    """One member's points inside one transaction: lock, change in memory, `flush()` once."""
+
+    conn: asyncpg.Connection
+    tenant: str
+    program: pb.Program
+    member: asyncpg.Record
+    now: datetime
+    lots: list[Lot]
+    debt: int
+    entries: list[dict] = field(default_factory=list)
+    events: list[event_pb2.Event] = field(default_factory=list)
+    new_lots: list[tuple] = field(default_factory=list)
+    touched: set[uuid.UUID] = field(default_factory=set)
+    qualifying: list[tuple] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("lifetime_earned", "lifetime_spent", "lifetime_expired", "lifetime_reversed"), 0))
+
+    @classmethod
+    async def open(cls, conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str,
+                   now: datetime, *, active: bool = True) -> Book:
+        member = (await member_repo.lock_active(conn, tenant, program.id, profile_id) if active
+                  else await member_repo.get(conn, tenant, program.id, profile_id, lock=True))
+        lots = await member_repo.open_lots(conn, tenant, program.id, str(member["profile_id"]))
+        return cls(conn, tenant, program, member, now, lots, member["debt"])
+
+    @property
+    def profile_id(self) -> str:
+        return str(self.member["profile_id"])
+
+    def available(self) -> int:
+        return lot_rules.balance(self.lots, self.debt, self.now).available
+
+    def balance(self) -> lot_rules.Balance:
+        return lot_rules.balance(self.lots, self.debt, self.now)
+
+    # --- postings ---------------------------------------------------------------------------
+
+    def _entry(self, kind: str, points: int, key: str, **kw) -> dict:
+        entry = {"id": new_id(), "program_id": self.program.id, "profile_id": self.member["profile_id"],
+                 "kind": kind, "points": points, "idempotency_key": key, "created_at": self.now,
+                 "qualifying_points": 0, "debt_points": 0, "reason": "", "description": "", "order_id": "",
+                 "rule_id": "", "reverses_entry_id": None, "actor": "", "consumed": [], "details": {},
+                 "available_at": None, "expires_at": None}
+        entry.update(kw)
+        entry["balance_after"] = self.available()
+        self.entries.append(entry)
+        return entry
+
+    def _take(self, takes: Iterable[lot_rules.Take]) -> list[dict]:
+        takes = list(takes)
+        lot_rules.apply(self.lots, takes)
+        self.touched.update(lot_id for lot_id, _ in takes)
+        return [{"lot_id": str(lot_id), "points": n} for lot_id, n in takes]
+
+    def credit(self, kind: str, points: int, key: str, *, available_at: datetime | None = None,
+               order_id: str = "", qualifying: int = 0, **kw) -> dict:
+        """A credit: a new lot (pending until `available_at`, expiring per the program); debt is repaid
+        from it first."""
+        available = available_at or self.now
+        expires = prog.expires_at(self.program, available)
+        lot_id = new_id()
+        repaid = min(self.debt, points)
+        self.debt -= repaid
+        lot = Lot(lot_id, points - repaid, available, expires, order_id)
+        self.lots.append(lot)
+        self.new_lots.append((lot_id, points, points - repaid, available, expires, order_id))
+        details = kw.pop("details", {}) | ({"debt_repaid": repaid} if repaid else {})
+        entry = self._entry(kind, points, key, id=lot_id, available_at=available, expires_at=expires,
+                            order_id=order_id, qualifying_points=qualifying, details=details, **kw)
+        if kind == "earn":
+            self.counters["lifetime_earned"] += points
+        return entry
+
+    def debit(self, kind: str, points: int, key: str, *, allow_debt: bool = False, **kw) -> dict:
+        """A debit of available points, soonest-expiring lots first; FailedPrecondition when the
+        available balance is short (unless `allow_debt`: the rest becomes debt)."""
+        available = self.available()
+        if points > max(available, 0) and not allow_debt:
+            raise FailedPrecondition(f"{points} points requested, {max(available, 0)} available",
+                                     code="insufficient_points", available=max(available, 0), requested=points)
+        takes, short = lot_rules.plan_debit(self.lots, min(points, max(available, 0)), self.now)
+        short += points - min(points, max(available, 0))
+        consumed = self._take(takes)
+        self.debt += short
+        if kind == "spend":
+            self.counters["lifetime_spent"] += points
+        return self._entry(kind, -points, key, consumed=consumed, debt_points=short, **kw)
+
+    def reverse(self, order_id: str, points: int, key: str, **kw) -> dict:
+        takes, short = lot_rules.plan_reversal(self.lots, order_id, points, self.now)
+        consumed = self._take(takes)
+        self.debt += short
+        self.counters["lifetime_reversed"] += points
+        return self._entry("reversal", -points, key, consumed=consumed, debt_points=short, order_id=order_id, **kw)
+
+    def expire(self, key: str) -> dict | None:
+        takes = lot_rules.expired_now(self.lots, self.now)
+        if not takes:
+            return None
+        points = sum(n for _, n in takes)
+        consumed = self._take(takes)
+        self.counters["lifetime_expired"] += points
+        return self._entry("expiry", -points, key, consumed=consumed, reason="expiry")
+
+    def qualify(self, fact_id: uuid.UUID, *, points: int = 0, spend_minor: int = 0, orders: int = 0,
+                order_id: str = "") -> None:
+        self.qualifying.append((fact_id, points, spend_minor, orders, order_id))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def flush(self, shards: int, *, evaluate_tier: bool = True, review: bool = False) -> pb.Member:
+        """Write everything, move the tier if earned, enqueue the events; the member after."""
+        c, t, p = self.conn, self.tenant, self.program.id
+        pid = self.member["profile_id"]
+        if self.new_lots:
+            await c.executemany(
+                "INSERT INTO lots (tenant_id, id, program_id, profile_id, amount, remaining, available_at, "
+                "expires_at, order_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                [(t, lot_id, p, pid, amount, remaining, avail, exp, oid, self.now)
+                 for lot_id, amount, remaining, avail, exp, oid in self.new_lots])
+        new_ids = {row[0] for row in self.new_lots}
+        changed = [(t, lot.id, lot.remaining) for lot in self.lots if lot.id in self.touched and lot.id not in new_ids]
+        if changed:
+            await c.executemany("UPDATE lots SET remaining = $3 WHERE tenant_id = $1 AND id = $2", changed)
+        if self.entries:
+            await c.executemany(
+                f"INSERT INTO ledger_entries (tenant_id, {_ENTRY_COLUMNS}) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                [(t, e["id"], p, e["profile_id"], e["kind"], e["points"], e["qualifying_points"], e["balance_after"],
+                  e["debt_points"], e["reason"], e["description"], e["order_id"], e["rule_id"],
+                  e["reverses_entry_id"], e["idempotency_key"], e["actor"], e["consumed"], e["details"],
+                  e["available_at"], e["expires_at"], e["created_at"]) for e in self.entries])
+        if self.qualifying:
+            await c.executemany(
+                "INSERT INTO qualifying (tenant_id, entry_id, program_id, profile_id, points, spend_minor, orders, "
+                "order_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                [(t, fid, p, pid, pts, spend, orders, oid, self.now)
+                 for fid, pts, spend, orders, oid in self.qualifying])
+        member = await c.fetchrow(
+            """
+            UPDATE members SET debt = $4, lifetime_earned = lifetime_earned + $5, lifetime_spent = lifetime_spent + $6,
+                lifetime_expired = lifetime_expired + $7, lifetime_reversed = lifetime_reversed + $8, updated_at = $9
+            WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
+            RETURNING *
+            """, t, p, pid, self.debt, self.counters["lifetime_earned"], self.counters["lifetime_spent"],
+            self.counters["lifetime_expired"], self.counters["lifetime_reversed"], self.now)
+        got = None
+        if evaluate_tier and (self.qualifying or review):
+            move, got = await member_repo.evaluate_tier(c, t, self.program, member, self.now, review=review)
+            if move is not None:
+                self.events.append(member_repo.tier_event(t, self.program, self.profile_id, move, got, self.now))
+                member = await member_repo.get(c, t, p, self.profile_id)
+        self.member = member
+        self.events[:0] = self._entry_events()
+        await publish(c, self.events, shards)
+        return await member_repo.view(c, t, self.program, member, self.now, lots=self.lots, got=got, debt=self.debt)
+
+    def _entry_events(self) -> list[event_pb2.Event]:
+        out = []
+        t, pid, program_id = self.tenant, self.profile_id, self.program.id
+        bal = self.balance()
+        reversals = [e for e in self.entries if e["kind"] == "reversal"]
+        for e in self.entries:
+            kind, points = e["kind"], e["points"]
+            if kind in ("earn", "adjustment") and points > 0:
+                ev = loyalty_events_pb2.PointsEarned(
+                    profile_id=pid, program_id=program_id, ledger_entry_id=str(e["id"]), points=points,
+                    reason=e["reason"], order_id=e["order_id"], rule_id=e["rule_id"],
+                    balance_available=bal.available, balance_pending=bal.pending)
+                set_timestamp(ev.available_at, e["available_at"])
+                if e["expires_at"] is not None:
+                    set_timestamp(ev.expires_at, e["expires_at"])
+                out.append(envelope(t, "points.earned", pid, ev, at=self.now))
+            elif kind in ("spend", "adjustment") and points < 0:
+                ev = loyalty_events_pb2.PointsSpent(
+                    profile_id=pid, program_id=program_id, ledger_entry_id=str(e["id"]), points=-points,
+                    reason=e["reason"], order_id=e["order_id"],
+                    reward_redemption_id=e["details"].get("reward_redemption_id", ""),
+                    balance_available=bal.available)
+                out.append(envelope(t, "points.spent", pid, ev, at=self.now))
+            elif kind == "expiry":
+                ev = loyalty_events_pb2.PointsExpired(profile_id=pid, program_id=program_id,
+                                                      ledger_entry_id=str(e["id"]), points=-points,
+                                                      balance_available=bal.available)
+                out.append(envelope(t, "points.expired", pid, ev, at=self.now))
+        if reversals:
+            ev = loyalty_events_pb2.PointsReversed(
+                profile_id=pid, program_id=program_id, order_id=reversals[0]["order_id"],
+                points=-sum(e["points"] for e in reversals), ledger_entry_ids=[str(e["id"]) for e in reversals],
+                balance_available=bal.available)
+            out.append(envelope(t, "points.reversed", pid, ev, at=self.now))
+        return out
+
+    def entry_pbs(self) -> list[pb.LedgerEntry]:
+        return [entry_pb({**e, "program_id": self.program.id}) for e in self.entries]
+
+
+async def existing(conn: asyncpg.Connection, tenant: str, program_id: str, keys: list[str]) -> list[pb.LedgerEntry]:
+    rows = await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE tenant_id = $1 AND program_id = $2 "
+        "AND idempotency_key = ANY($3::text[]) ORDER BY created_at, id", tenant, program_id, keys)
+    return [entry_pb(r) for r in rows]
+
+
+async def order_entries(conn: asyncpg.Connection, tenant: str, program_id: str, order_id: str,
+                        kinds: tuple[str, ...] = ("earn",)) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE tenant_id = $1 AND program_id = $2 AND order_id = $3 "
+        "AND kind = ANY($4::text[]) ORDER BY created_at, id", tenant, program_id, order_id, list(kinds))
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+async def _earned_in_window(conn: asyncpg.Connection, book: Book, trigger: str) -> dict[str, int]:
+    capped = rules.capped_rules(book.program, trigger)
+    if not capped:
+        return {}
+    out = {}
+    for rule in capped:
+        since = book.now - timedelta(days=rule.cap_window_days) if rule.cap_window_days else None
+        out[rule.id] = await conn.fetchval(
+            """
+            SELECT coalesce(sum(points), 0)::bigint FROM ledger_entries
+            WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3 AND kind = 'earn' AND rule_id = $4
+              AND ($5::timestamptz IS NULL OR created_at >= $5)
+            """, book.tenant, book.program.id, book.member["profile_id"], rule.id, since)
+    return out
+
+
+async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, order: pb.Order,
+                     *, now: datetime, shards: int) -> tuple[list[pb.LedgerEntry], pb.Member]:
+    """Apply the program's order rules to `order` once: points (pending for the return window) and
+    the order's qualifying fact. A replay of the same order returns what it earned the first time."""
+    if not order.order_id:
+        raise InvalidArgument("order.order_id is required", code="missing_order_id", field="order.order_id")
+    if order.total_minor < 0 or any(line.amount_minor < 0 for line in order.lines):
+        raise InvalidArgument("order amounts must be >= 0", code="invalid_amount", field="order.total_minor")
+    if order.currency and order.currency.upper() != program.currency:
+        raise InvalidArgument(f"order currency {order.currency} is not the program's ({program.currency})",
+                              code="currency_mismatch", field="order.currency")
+    book = await Book.open(conn, tenant, program, profile_id, now)
+    fact = order_fact_id(program.id, order.order_id)
+    seen = await conn.fetchval("SELECT 1 FROM qualifying WHERE tenant_id = $1 AND entry_id = $2", tenant, fact)
+    if seen:
+        entries = [entry_pb(r) for r in await order_entries(conn, tenant, program.id, order.order_id)]
+        return entries, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    tier = prog.tier_by_code(program, book.member["tier_code"])
+    earns = rules.evaluate(program, "order", now=now, tier=tier, order=order,
+                           earned_in_window=await _earned_in_window(conn, book, "order"))
+    available = prog.available_at(program, now, order=True)
+    details = {"order_total_minor": order.total_minor, "currency": program.currency}
+    for e in earns:
+        book.credit("earn", e.points, f"order:{order.order_id}:{e.rule_id}", available_at=available,
+                    order_id=order.order_id, rule_id=e.rule_id, reason="order", details=details,
+                    qualifying=e.points if e.qualifying else 0)
+    book.qualify(fact, points=sum(e.points for e in earns if e.qualifying), spend_minor=order.total_minor,
+                 orders=1, order_id=order.order_id)
+    member = await book.flush(shards)
+    return book.entry_pbs(), member
+
+
+async def earn_trigger(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, trigger: str,
+                       key: str, *, now: datetime, shards: int, description: str = ""
+                       ) -> tuple[list[pb.LedgerEntry], pb.Member | None]:
+    """Apply the program's rules for a non-order trigger (signup, review, birthday, a custom event)
+    once per `key`."""
+    book = await Book.open(conn, tenant, program, profile_id, now)
+    tier = prog.tier_by_code(program, book.member["tier_code"])
+    earns = rules.evaluate(program, trigger, now=now, tier=tier,
+                           earned_in_window=await _earned_in_window(conn, book, trigger))
+    keys = [f"{key}:{e.rule_id}" for e in earns]
+    if not earns:
+        return [], None
+    if done := await existing(conn, tenant, program.id, keys):
+        return done, None
+    for e, k in zip(earns, keys, strict=True):
+        entry = book.credit("earn", e.points, k, rule_id=e.rule_id, reason=trigger, description=description,
+                            qualifying=e.points if e.qualifying else 0)
+        if e.qualifying:
+            book.qualify(entry["id"], points=e.points)
+    member = await book.flush(shards)
+    return book.entry_pbs(), member
+
+
+async def earn_points(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, points: int, *,
+                      key: str, reason: str, description: str = "", available_at: datetime | None = None,
+                      qualifying: bool = False, now: datetime, shards: int) -> tuple[list[pb.LedgerEntry], pb.Member]:
+    if points <= 0:
+        raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
+    book = await Book.open(conn, tenant, program, profile_id, now)
+    if done := await existing(conn, tenant, program.id, [key]):
+        return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    entry = book.credit("earn", points, key, available_at=available_at, reason=reason or "manual",
+                        description=description, qualifying=points if qualifying else 0)
+    if qualifying:
+        book.qualify(entry["id"], points=points)
+    member = await book.flush(shards)
+    return book.entry_pbs(), member
+
+
+async def debit(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, points: int, *,
+                reason: str, key: str, now: datetime, shards: int, description: str = "", order_id: str = "",
+                details: dict | None = None) -> tuple[pb.LedgerEntry, pb.Member]:
+    """Spend available points (FailedPrecondition "insufficient_points" if too few). Once per `key`."""
+    if points <= 0:
+        raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
+    book = await Book.open(conn, tenant, program, profile_id, now)
+    if done := await existing(conn, tenant, program.id, [key]):
+        return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    book.debit("spend", points, key, reason=reason, description=description, order_id=order_id,
+               details=details or {})
+    member = await book.flush(shards, evaluate_tier=False)
+    return book.entry_pbs()[0], member
+
+
+async def credit(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, points: int, *,
+                 reason: str, key: str, now: datetime, shards: int, description: str = "",
+                 reverses_entry_id: uuid.UUID | None = None, details: dict | None = None
+                 ) -> tuple[pb.LedgerEntry, pb.Member]:
+    """Give points back (a cancelled reward redemption): an ADJUSTMENT credit by the system, once per `key`."""
+    book = await Book.open(conn, tenant, program, profile_id, now, active=False)
+    if done := await existing(conn, tenant, program.id, [key]):
+        return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    book.credit("adjustment", points, key, reason=reason, description=description, actor="system",
+                reverses_entry_id=reverses_entry_id, details=details or {})
+    member = await book.flush(shards, evaluate_tier=False)
+    return book.entry_pbs()[0], member
+
+
+async def adjust(conn: asyncpg.Connection, tenant: str, program: pb.Program, request: pb.AdjustPointsRequest, *,
+                 key: str, now: datetime, shards: int) -> tuple[pb.LedgerEntry, pb.Member]:
+    if not request.points:
+        raise InvalidArgument("points must not be 0", code="invalid_points", field="points")
+    if not request.actor.strip() or not request.reason.strip():
+        raise InvalidArgument("actor and reason are required for a manual adjustment", code="actor_and_reason_required",
+                              field="actor" if not request.actor.strip() else "reason")
+    book = await Book.open(conn, tenant, program, request.profile_id, now, active=False)
+    if done := await existing(conn, tenant, program.id, [key]):
+        return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    common = {"reason": request.reason, "description": request.description, "actor": request.actor}
+    if request.qualifying:
+        entry = book._entry("adjustment", 0, key, qualifying_points=request.points, **common)
+        book.qualify(entry["id"], points=request.points)
+    elif request.points > 0:
+        book.credit("adjustment", request.points, key, **common)
+    else:
+        book.debit("adjustment", -request.points, key, allow_debt=request.allow_negative, **common)
+    member = await book.flush(shards, review=False)
+    return book.entry_pbs()[0], member
+
+
+async def reverse_order(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, order_id: str,
+                        refund_minor: int, *, key: str, reason: str, now: datetime, shards: int
+                        ) -> tuple[list[pb.LedgerEntry], pb.Member]:
+    """Take back what an order earned, in proportion to the cumulative refunded amount (0 = all):
+    from the order's own lots first, then other available points, the rest as debt. Qualifying
+    points, spend and the order count go down alike. Once per `key`."""
+    if not order_id:
+        raise InvalidArgument("order_id is required", code="missing_order_id", field="order_id")
+    if refund_minor < 0:
+        raise InvalidArgument("refund_minor must be >= 0", code="invalid_amount", field="refund_minor")
+    book = await Book.open(conn, tenant, program, profile_id, now, active=False)
+    if done := await existing(conn, tenant, program.id, [key]):
+        return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    rows = await order_entries(conn, tenant, program.id, order_id, ("earn", "reversal"))
+    earned = [r for r in rows if r["kind"] == "earn"]
+    fact = await conn.fetchrow("SELECT spend_minor FROM qualifying WHERE tenant_id = $1 AND entry_id = $2",
+                               tenant, order_fact_id(program.id, order_id))
+    if not earned and fact is None:
+        raise FailedPrecondition(f"order {order_id} earned nothing in this program", code="order_not_found")
+    total = fact["spend_minor"] if fact else 0
+    reversed_rows = [r for r in rows if r["kind"] == "reversal"]
+    refunded_before = sum(int(r["details"].get("refund_minor", 0)) for r in reversed_rows)
+    if refunded_before >= total and reversed_rows:
+        return [], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    refunded = total if refund_minor == 0 or total == 0 else min(total, refunded_before + refund_minor)
+    share = (refunded / total) if total else 1.0
+    points_earned = sum(r["points"] for r in earned)
+    qual_earned = sum(r["qualifying_points"] for r in earned)
+    points = round(points_earned * share) - (-sum(r["points"] for r in reversed_rows))
+    qual = round(qual_earned * share) - (-sum(r["qualifying_points"] for r in reversed_rows))
+    full = refunded >= total
+    details = {"refund_minor": refunded - refunded_before, "refunded_total_minor": refunded}
+    entry = book.reverse(order_id, max(points, 0), key, reason=reason or "return", qualifying_points=-max(qual, 0),
+                         details=details)
+    book.qualify(entry["id"], points=-max(qual, 0), spend_minor=-(refunded - refunded_before),
+                 orders=-1 if full else 0, order_id=order_id)
+    member = await book.flush(shards)
+    return book.entry_pbs(), member
+
+
+# --- the statement ------------------------------------------------------------------------------
+
+def _token(created_at: datetime, entry_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), str(entry_id)])).decode()
+
+
+def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, entry_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        return datetime.fromisoformat(at), uuid.UUID(entry_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidArgument("page_token is not valid", code="invalid_page_token", field="page_token") from None
+
+
+async def page(conn: asyncpg.Connection, tenant: str, program_id: str, profile_id: str, size: int, token: str
+               ) -> tuple[list[pb.LedgerEntry], str]:
+    """The member's entries newest first, including those of profiles merged into it."""
+    size = min(max(size or 50, 1), 500)
+    after = _untoken(token) if token else None
+    rows = await conn.fetch(
+        f"""
+        SELECT {_ENTRY_COLUMNS} FROM ledger_entries
+        WHERE tenant_id = $1 AND program_id = $2
+          AND profile_id = ANY(SELECT $3::uuid UNION ALL
+                               SELECT profile_id FROM members
+                               WHERE tenant_id = $1 AND program_id = $2 AND merged_into = $3)
+          AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+        ORDER BY created_at DESC, id DESC LIMIT $6
+        """, tenant, program_id, profile_id, after[0] if after else None, after[1] if after else None, size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    return [entry_pb(r) for r in rows], _token(rows[-1]["created_at"], rows[-1]["id"]) if more else ""
