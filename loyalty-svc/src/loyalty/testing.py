@@ -30,7 +30,11 @@ def sports_program(**overrides) -> pb.Program:
                                 cap_points=40, cap_window_days=30)],
     )
     for key, value in overrides.items():
-        setattr(program, key, value)
+        if isinstance(value, list):
+            program.ClearField(key)
+            getattr(program, key).extend(value)
+        else:
+            setattr(program, key, value)
     return program
 
 
@@ -54,9 +58,9 @@ async def assert_reconciles(db: asyncpg.Connection, tenant: str, program_id: str
         """
         SELECT m.profile_id, m.debt,
                (SELECT coalesce(sum(points), 0) FROM ledger_entries e
-                 WHERE e.tenant_id = m.tenant_id AND e.program_id = m.program_id AND e.profile_id = m.profile_id) AS ledger,
+                 WHERE (e.tenant_id, e.program_id, e.profile_id) = (m.tenant_id, m.program_id, m.profile_id)) AS ledger,
                (SELECT coalesce(sum(remaining), 0) FROM lots l
-                 WHERE l.tenant_id = m.tenant_id AND l.program_id = m.program_id AND l.profile_id = m.profile_id) AS lots
+                 WHERE (l.tenant_id, l.program_id, l.profile_id) = (m.tenant_id, m.program_id, m.profile_id)) AS lots
         FROM members m WHERE m.tenant_id = $1 AND m.program_id = $2
         """, uuid.UUID(tenant), uuid.UUID(program_id))
     for r in rows:
@@ -74,7 +78,7 @@ async def published(redis, tenant: str, profile_id: str, type_: str, *, shards: 
     return [e for e in events if e.tenant_id == tenant and e.profile_id == profile_id and e.type == type_]
 
 
-async def wait_published(redis, tenant: str, profile_id: str, type_: str, count: int = 1, timeout: float = 10.0):
+async def wait_published(redis, tenant: str, profile_id: str, type_: str, count: int = 1, wait: float = 10.0):
     """Wait until `count` events of `type_` about `profile_id` are on the bus; return them."""
     from mcloud_common.testing.services import wait_until
 
@@ -82,4 +86,4 @@ async def wait_published(redis, tenant: str, profile_id: str, type_: str, count:
         found = await published(redis, tenant, profile_id, type_)
         return found if len(found) >= count else None
 
-    return await wait_until(enough, timeout=timeout, message=f"{count} {type_} event(s)")
+    return await wait_until(enough, timeout=wait, message=f"{count} {type_} event(s)")

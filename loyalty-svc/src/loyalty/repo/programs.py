@@ -17,7 +17,7 @@ from mcloud_common.timestamps import set_timestamp
 CACHE_SECONDS = 5.0
 
 
-def _program(row: asyncpg.Record) -> pb.Program:
+def from_row(row: asyncpg.Record) -> pb.Program:
     p = json_format.ParseDict(row["spec"], pb.Program(), ignore_unknown_fields=True)
     p.id = str(row["id"])
     set_timestamp(p.created_at, row["created_at"])
@@ -47,13 +47,13 @@ async def save(conn: asyncpg.Connection, tenant: str, program: pb.Program, now: 
         """,
         tenant, pid, _spec(program), now,
     )
-    return _program(row)
+    return from_row(row)
 
 
 async def load_all(conn: asyncpg.Connection | asyncpg.Pool, tenant: str) -> dict[str, pb.Program]:
     rows = await conn.fetch(
         "SELECT id, spec, created_at, updated_at FROM programs WHERE tenant_id = $1 ORDER BY created_at, id", tenant)
-    return {str(r["id"]): _program(r) for r in rows}
+    return {str(r["id"]): from_row(r) for r in rows}
 
 
 class ProgramCache:
