@@ -205,3 +205,31 @@ async def test_tenants_do_not_see_each_others_programs(api, api_for):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await other.call("GetMember", pb.GetMemberRequest(program_id=program_id, profile_id=profile))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_program_report_liability_tiers_and_periods(api, db, clock, loyalty_db):
+    program = sports_program(pending_days=0, point_value_minor=1, points_validity_days=30)
+    program_id, first = await setup(api, program)
+    second = str(uuid.uuid4())
+    await api.call("EnrollMember", pb.EnrollMemberRequest(program_id=program_id, profile_id=second))
+    await earn(api, program_id, first, 1200, qualifying=True)
+    await earn(api, program_id, second, 300)
+    await api.call("SpendPoints", pb.SpendPointsRequest(program_id=program_id, profile_id=first, points=200,
+                                                        idempotency_key="s"))
+    clock.advance(days=40)  # into December; everything left expires
+    from loyalty.background.ledger import expire_due
+    from mcloud_common.db import create_pool
+    pool = await create_pool(loyalty_db)
+    try:
+        assert await expire_due(pool, clock, 4) == 1300
+    finally:
+        await pool.close()
+    await earn(api, program_id, second, 50)
+    report = await api.call("GetProgramReport", pb.GetProgramReportRequest(program_id=program_id, period="month"))
+    assert report.members == 2 and report.outstanding_points == 50 and report.liability_minor == 50
+    assert {t.tier_code: t.members for t in report.tiers} == {"normal": 1, "silver": 1, "gold": 0}
+    months = [(p.start.ToDatetime().month, p.earned, p.spent, p.expired, p.members_enrolled, p.tier_upgrades)
+              for p in report.periods]
+    assert months == [(11, 1500, 200, 0, 2, 1), (12, 50, 0, 1300, 0, 0)]
+    await assert_reconciles(db, api.tenant, program_id)
+

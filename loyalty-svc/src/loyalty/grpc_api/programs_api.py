@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from loyalty.domain import programs as prog
 from loyalty.grpc_api.base import Context, ServicerBase
 from loyalty.repo import programs as program_repo
@@ -45,7 +47,8 @@ class ProgramsApi(ServicerBase):
         tenant = tenant_id(context)
         program = await self._programs.get(self._pool, tenant, request.program_id)
         now = self._clock.now()
-        to = from_timestamp(request.to) if request.HasField("to") else now
+        # by default up to now, inclusive
+        to = from_timestamp(request.to) if request.HasField("to") else now + timedelta(microseconds=1)
         start = from_timestamp(getattr(request, "from")) if request.HasField("from") else prog.add_months(to, -12)
         period = request.period or "month"
         if period not in ("day", "week", "month"):
