@@ -1,5 +1,6 @@
 """Gateway test kit: a migrated gateway database, a fake IdentityService (gRPC, in-process, port 0)
-that records what the gateway sends, and a factory for running gateway apps behind httpx."""
+that records what the gateway sends, a factory for running gateway apps behind httpx, and a gateway in
+front of a REAL loyalty service (its own migrated database, real Valkey, a ManualClock)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -16,8 +18,11 @@ import pytest
 
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
 from mcloud_common import errors
+from mcloud_common.clock import ManualClock
 from mcloud_common.db import asyncpg_dsn
+from mcloud_common.embedded import free_port
 from mcloud_common.grpc_server import GrpcService, tenant_id
+from mcloud_common.testing.services import running_service
 
 # pytest's importlib mode imports this file as "gateway.tests.conftest" and, to do so, first registers
 # the folder gateway/ itself as a namespace package named "gateway", which shadows the real package
@@ -151,3 +156,38 @@ def gateway(gateway_db, redis_url, fake_identity) -> GatewayFactory:
                 yield client
 
     return run
+
+
+LOYALTY_T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def loyalty_clock() -> ManualClock:
+    """The loyalty service's clock (starts at LOYALTY_T0). Shared by a module's tests: only move it forward."""
+    return ManualClock(LOYALTY_T0)
+
+
+@pytest.fixture(scope="module")
+async def loyalty_port(make_database, redis_url, loyalty_clock) -> AsyncIterator[int]:
+    """A real loyalty service (no background jobs) on a free port, with its own migrated database."""
+    # imported here so that the other gateway tests do not depend on the loyalty service importing
+    from loyalty.app import MIGRATIONS as LOYALTY_MIGRATIONS
+    from loyalty.app import build as build_loyalty
+    from loyalty.settings import LoyaltySettings
+
+    db = await make_database("loyalty", migrations=LOYALTY_MIGRATIONS)
+    settings = LoyaltySettings(database_url=db, redis_url=redis_url, grpc_port=0)
+    async with running_service(build_loyalty, settings, clock=loyalty_clock, jobs=False) as (service, _):
+        yield service.port
+
+
+@pytest.fixture(scope="module")
+async def loyalty_client(gateway_db, redis_url, loyalty_port) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway in front of the real loyalty service; the other services are absent."""
+    values = {f"{name}_target": f"127.0.0.1:{free_port()}" for name in SERVICES}
+    values["loyalty_target"] = f"127.0.0.1:{loyalty_port}"
+    app = create_app(GatewaySettings(database_url=gateway_db, redis_url=redis_url, key_cache_seconds=0, **values))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http

@@ -18,13 +18,16 @@ from gateway.ratelimit import RateLimiter
 from gateway.resources import Resources
 from gateway.routes import (
     clerk,
+    coupons,
     health,
     identity_settings,
     imports,
+    loyalty,
     meta,
     privacy,
     profile_admin,
     profiles,
+    rewards,
     segments,
     tracking,
 )
@@ -50,7 +53,8 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
 * *Write key* (`wk_...`, publishable, safe in browsers and apps): events only. Send it as the HTTP
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
-  (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`; `admin` implies all).
+  (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
+  `loyalty:read`, `loyalty:write`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -72,6 +76,21 @@ TAGS = [
     {
         "name": "segments",
         "description": "Rule-based audiences kept current as events arrive. `segments:read` / `segments:write`.",
+    },
+    {
+        "name": "loyalty",
+        "description": "Loyalty programs (tiers, earn rules, points policy) and their report, members, points "
+        "(earn, spend, adjust, reverse) and statements. `loyalty:read` / `loyalty:write`.",
+    },
+    {
+        "name": "coupons",
+        "description": "Coupon campaigns, code pools, issuing, and checkout: validate, reserve, redeem, release. "
+        "`loyalty:read` / `loyalty:write`.",
+    },
+    {
+        "name": "rewards",
+        "description": "Rewards catalogues bought with points, redemptions and their fulfilment. "
+        "`loyalty:read` / `loyalty:write`.",
     },
     {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
     {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
@@ -149,6 +168,9 @@ def create_app(
     app.include_router(profile_admin.router)
     app.include_router(segments.router)
     app.include_router(identity_settings.router)
+    app.include_router(loyalty.router)
+    app.include_router(coupons.router)
+    app.include_router(rewards.router)
     app.include_router(clerk.router)
     app.include_router(privacy.router)
     app.include_router(imports.router)

@@ -15,6 +15,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.tenancy import KeyCache
 from mcloud.identity.v1 import identity_pb2_grpc
+from mcloud.loyalty.v1 import loyalty_pb2_grpc
 from mcloud_common.clock import Clock, SystemClock
 
 
@@ -35,6 +36,13 @@ class Resources:
             stub = self._identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
         return stub
 
+    @property
+    def loyalty(self) -> loyalty_pb2_grpc.LoyaltyServiceStub:
+        stub = getattr(self, "_loyalty", None)
+        if stub is None:
+            stub = self._loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(self.channels["loyalty"])
+        return stub
+
 
 def get_resources(request: Request) -> Resources:
     return request.app.state.resources
@@ -48,3 +56,10 @@ def get_identity(request: Request) -> identity_pb2_grpc.IdentityServiceStub:
 
 
 IdentityDep = Annotated[identity_pb2_grpc.IdentityServiceStub, Depends(get_identity)]
+
+
+def get_loyalty(request: Request) -> loyalty_pb2_grpc.LoyaltyServiceStub:
+    return request.app.state.resources.loyalty
+
+
+LoyaltyDep = Annotated[loyalty_pb2_grpc.LoyaltyServiceStub, Depends(get_loyalty)]

@@ -28,7 +28,17 @@ DEFAULT_SCOPES = {
 }
 ADMIN = "admin"  # implies every other scope
 KNOWN_SCOPES = frozenset(
-    {"events:write", "profiles:read", "profiles:write", "segments:read", "segments:write", "imports:write", ADMIN}
+    {
+        "events:write",
+        "profiles:read",
+        "profiles:write",
+        "segments:read",
+        "segments:write",
+        "imports:write",
+        "loyalty:read",
+        "loyalty:write",
+        ADMIN,
+    }
 )
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
