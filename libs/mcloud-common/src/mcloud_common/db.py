@@ -41,11 +41,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    # asyncpg's default reset runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`: one
+    # more round trip per acquire. Nothing here takes session-level locks, cursors or settings (locks are
+    # transaction-scoped, the relay's listener removes itself before release); only an open transaction
+    # left by a cancelled caller must not leak into the next one.
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """An asyncpg pool with jsonb codecs installed. No per-command timeout: it wraps every call in an
     asyncio timeout (~4% of the ingest CPU); callers bound their work with gRPC deadlines instead."""
     return await asyncpg.create_pool(
-        asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_init_connection,
+        asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_init_connection, reset=_reset_connection,
     )
 
 

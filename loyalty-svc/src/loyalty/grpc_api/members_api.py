@@ -1,5 +1,7 @@
 """Members and their points: EnrollMember, GetMember, EarnPoints, SpendPoints, ReverseOrder,
-AdjustPoints, GetLedger."""
+AdjustPoints, GetLedger. Idempotency of the point-changing calls lives in the ledger itself: every
+entry carries a unique key derived from the call's idempotency_key (orders: from the order id), checked
+under the member's row lock, so a retry, even a concurrent one, never books twice."""
 
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ from loyalty.repo.events import publish
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
-from mcloud_common.idempotency import once
 from mcloud_common.ids import new_id_str
 from mcloud_common.timestamps import from_timestamp
+
+
+def ledger_key(method: str, idempotency_key: str) -> str:
+    """The ledger's idempotency key of a call: the caller's key scoped to the method (a retry books
+    nothing again and returns the entries the first call booked), or a fresh one."""
+    return f"{method}:{idempotency_key}" if idempotency_key else f"{method}:{new_id_str()}"
 
 
 class MembersApi(ServicerBase):
@@ -44,7 +51,7 @@ class MembersApi(ServicerBase):
         if basis is None:
             raise InvalidArgument("points or order is required", code="missing_basis", field="points")
         now = self._clock.now()
-        key = request.idempotency_key or new_id_str()
+        key = ledger_key("EarnPoints", request.idempotency_key)
 
         async def run() -> pb.EarnPointsResponse:
             async with conn.transaction():
@@ -60,14 +67,14 @@ class MembersApi(ServicerBase):
             return pb.EarnPointsResponse(entries=entries, member=member)
 
         async with self._pool.acquire() as conn:
-            return await once(conn, tenant, "EarnPoints", request.idempotency_key, pb.EarnPointsResponse, run)
+            return await run()
 
     async def SpendPoints(self, request: pb.SpendPointsRequest, context: Context) -> pb.SpendPointsResponse:
         tenant = tenant_id(context)
         require_uuid(request.profile_id, "profile_id")
         program = await self._programs.get(self._pool, tenant, request.program_id)
         now = self._clock.now()
-        key = request.idempotency_key or new_id_str()
+        key = ledger_key("SpendPoints", request.idempotency_key)
 
         async def run() -> pb.SpendPointsResponse:
             async with conn.transaction():
@@ -78,7 +85,7 @@ class MembersApi(ServicerBase):
             return pb.SpendPointsResponse(entry=entry, member=member)
 
         async with self._pool.acquire() as conn:
-            return await once(conn, tenant, "SpendPoints", request.idempotency_key, pb.SpendPointsResponse, run)
+            return await run()
 
     async def ReverseOrder(self, request: pb.ReverseOrderRequest, context: Context) -> pb.ReverseOrderResponse:
         tenant = tenant_id(context)
@@ -88,7 +95,7 @@ class MembersApi(ServicerBase):
             raise InvalidArgument(f"currency {request.currency} is not the program's ({program.currency})",
                                   code="currency_mismatch", field="currency")
         now = self._clock.now()
-        key = request.idempotency_key or new_id_str()
+        key = ledger_key("ReverseOrder", request.idempotency_key)
 
         async def run() -> pb.ReverseOrderResponse:
             async with conn.transaction():
@@ -98,14 +105,14 @@ class MembersApi(ServicerBase):
             return pb.ReverseOrderResponse(entries=entries, member=member)
 
         async with self._pool.acquire() as conn:
-            return await once(conn, tenant, "ReverseOrder", request.idempotency_key, pb.ReverseOrderResponse, run)
+            return await run()
 
     async def AdjustPoints(self, request: pb.AdjustPointsRequest, context: Context) -> pb.AdjustPointsResponse:
         tenant = tenant_id(context)
         require_uuid(request.profile_id, "profile_id")
         program = await self._programs.get(self._pool, tenant, request.program_id)
         now = self._clock.now()
-        key = request.idempotency_key or new_id_str()
+        key = ledger_key("AdjustPoints", request.idempotency_key)
 
         async def run() -> pb.AdjustPointsResponse:
             async with conn.transaction():
@@ -114,7 +121,7 @@ class MembersApi(ServicerBase):
             return pb.AdjustPointsResponse(entry=entry, member=member)
 
         async with self._pool.acquire() as conn:
-            return await once(conn, tenant, "AdjustPoints", request.idempotency_key, pb.AdjustPointsResponse, run)
+            return await run()
 
     async def GetLedger(self, request: pb.GetLedgerRequest, context: Context) -> pb.GetLedgerResponse:
         tenant = tenant_id(context)

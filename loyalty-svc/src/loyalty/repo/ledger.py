@@ -22,9 +22,10 @@ from loyalty.domain import programs as prog
 from loyalty.domain import rules
 from loyalty.domain.lots import Lot
 from loyalty.repo import members as member_repo
-from loyalty.repo.events import envelope, publish
+from loyalty.repo.events import PRODUCER, envelope
 from mcloud.events.v1 import event_pb2, loyalty_events_pb2
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
+from mcloud_common.bus.outbox import outbox_rows
 from mcloud_common.errors import FailedPrecondition, InvalidArgument
 from mcloud_common.ids import new_id
 from mcloud_common.timestamps import set_timestamp
@@ -66,6 +67,72 @@ def entry_pb(row: asyncpg.Record | dict) -> pb.LedgerEntry:
     return e
 
 
+# What a locked member's book needs, read in one statement AFTER the row lock is held (a statement
+# started before the lock was granted could see lots as they were before the previous holder's commit).
+_STATE = """
+    SELECT
+      (SELECT array_agg((id, remaining, available_at, expires_at, order_id)) FROM lots
+        WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3 AND remaining > 0) AS lots,
+      (SELECT row(coalesce(sum(points), 0)::bigint, coalesce(sum(spend_minor), 0)::bigint,
+                  coalesce(sum(orders), 0)::bigint)
+         FROM qualifying WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
+          AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND occurred_at <= $5) AS progress,
+      EXISTS (SELECT 1 FROM ledger_entries WHERE tenant_id = $1 AND program_id = $2
+               AND idempotency_key = ANY($6::text[])) AS replay,
+      EXISTS (SELECT 1 FROM qualifying WHERE tenant_id = $1 AND entry_id = $7) AS order_seen
+"""
+
+# Everything a book changed, in one statement: new lots, consumed lots, entries, qualifying facts, a
+# tier change, the outbox, and the member row (debt, counters, tier).
+_WRITE = """
+    WITH
+    nl AS (
+        INSERT INTO lots (tenant_id, id, program_id, profile_id, amount, remaining, available_at, expires_at,
+                          order_id, created_at)
+        SELECT $1, u.id, $2, $3, u.amount, u.remaining, u.available_at, u.expires_at, u.order_id, $4
+        FROM unnest($5::uuid[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[])
+             AS u(id, amount, remaining, available_at, expires_at, order_id)),
+    ul AS (
+        UPDATE lots l SET remaining = u.remaining
+        FROM unnest($11::uuid[], $12::bigint[]) AS u(id, remaining)
+        WHERE l.tenant_id = $1 AND l.id = u.id),
+    le AS (
+        INSERT INTO ledger_entries (tenant_id, id, program_id, profile_id, kind, points, qualifying_points,
+                                    balance_after, debt_points, reason, description, order_id, rule_id,
+                                    reverses_entry_id, idempotency_key, actor, consumed, details, available_at,
+                                    expires_at, created_at)
+        SELECT $1, u.id, $2, $3, u.kind, u.points, u.qualifying, u.balance_after, u.debt, u.reason, u.description,
+               u.order_id, u.rule_id, u.reverses, u.key, u.actor, u.consumed::jsonb, u.details::jsonb,
+               u.available_at, u.expires_at, $4
+        FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[],
+                    $19::text[], $20::text[], $21::text[], $22::text[], $23::uuid[], $24::text[], $25::text[],
+                    $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[])
+             AS u(id, kind, points, qualifying, balance_after, debt, reason, description, order_id, rule_id,
+                  reverses, key, actor, consumed, details, available_at, expires_at)),
+    q AS (
+        INSERT INTO qualifying (tenant_id, entry_id, program_id, profile_id, points, spend_minor, orders, order_id,
+                                occurred_at)
+        SELECT $1, u.id, $2, $3, u.points, u.spend, u.orders, u.order_id, $4
+        FROM unnest($30::uuid[], $31::bigint[], $32::bigint[], $33::int[], $34::text[])
+             AS u(id, points, spend, orders, order_id)
+        ON CONFLICT DO NOTHING),
+    tc AS (
+        INSERT INTO tier_changes (tenant_id, program_id, profile_id, from_tier, to_tier, direction, changed_at)
+        SELECT $1, $2, $3, u.f, u.t, u.d, $4 FROM unnest($35::text[], $36::text[], $37::text[]) AS u(f, t, d)),
+    ob AS (
+        INSERT INTO outbox (stream, event_id, type, tenant_id, payload)
+        SELECT * FROM unnest($38::text[], $39::uuid[], $40::text[], $41::text[], $42::bytea[]))
+    UPDATE members SET debt = $43, lifetime_earned = lifetime_earned + $44, lifetime_spent = lifetime_spent + $45,
+        lifetime_expired = lifetime_expired + $46, lifetime_reversed = lifetime_reversed + $47,
+        tier_code = coalesce($48, tier_code),
+        tier_since = CASE WHEN $48::text IS NULL THEN tier_since ELSE $4 END,
+        tier_review_at = CASE WHEN $48::text IS NULL THEN tier_review_at ELSE $49 END,
+        updated_at = $4
+    WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
+    RETURNING *
+"""
+
+
 @dataclass
 class Book:
     """One member's points inside one transaction: lock, change in memory, `flush()` once."""
@@ -77,6 +144,9 @@ class Book:
     now: datetime
     lots: list[Lot]
     debt: int
+    progress: prog.Progress = field(default_factory=prog.Progress)
+    replay: bool = False
+    order_seen: bool = False
     entries: list[dict] = field(default_factory=list)
     events: list[event_pb2.Event] = field(default_factory=list)
     new_lots: list[tuple] = field(default_factory=list)
@@ -87,11 +157,17 @@ class Book:
 
     @classmethod
     async def open(cls, conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str,
-                   now: datetime, *, active: bool = True) -> Book:
+                   now: datetime, *, active: bool = True, keys: list[str] | tuple[str, ...] = (),
+                   order_fact: uuid.UUID | None = None) -> Book:
+        """Lock the member (following merges), then read its open lots, qualifying progress, whether
+        any of `keys` is already booked (`replay`) and whether `order_fact` exists (`order_seen`)."""
         member = (await member_repo.lock_active(conn, tenant, program.id, profile_id) if active
                   else await member_repo.get(conn, tenant, program.id, profile_id, lock=True))
-        lots = await member_repo.open_lots(conn, tenant, program.id, str(member["profile_id"]))
-        return cls(conn, tenant, program, member, now, lots, member["debt"])
+        state = await conn.fetchrow(_STATE, tenant, program.id, member["profile_id"],
+                                    prog.window_start(program, now), now, list(keys), order_fact)
+        lots = [Lot(*r) for r in state["lots"] or ()]
+        return cls(conn, tenant, program, member, now, lots, member["debt"], prog.Progress(*state["progress"]),
+                   state["replay"], state["order_seen"])
 
     @property
     def profile_id(self) -> str:
@@ -178,70 +254,68 @@ class Book:
 
     # --- writing ------------------------------------------------------------------------------
 
-    async def flush(self, shards: int, *, evaluate_tier: bool = True, review: bool = False) -> pb.Member:
-        """Write everything, move the tier if earned, enqueue the events; the member after."""
-        c, t, p = self.conn, self.tenant, self.program.id
-        pid = self.member["profile_id"]
-        if self.new_lots:
-            await c.executemany(
-                "INSERT INTO lots (tenant_id, id, program_id, profile_id, amount, remaining, available_at, "
-                "expires_at, order_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                [(t, lot_id, p, pid, amount, remaining, avail, exp, oid, self.now)
-                 for lot_id, amount, remaining, avail, exp, oid in self.new_lots])
+    async def flush(self, shards: int, *, evaluate_tier: bool = True) -> pb.Member:
+        """Write everything in one statement, moving the tier when the new qualifying totals earn it
+        (up at once; down only under an IMMEDIATE policy), with the events; the member after."""
+        t, p, now = self.tenant, self.program, self.now
+        got = prog.Progress(self.progress.points + sum(q[1] for q in self.qualifying),
+                            self.progress.spend_minor + sum(q[2] for q in self.qualifying),
+                            self.progress.orders + sum(q[3] for q in self.qualifying))
+        move = member_repo.decide_tier(p, self.member, got) if evaluate_tier and self.qualifying else None
+        events = self._entry_events()
+        if move is not None:
+            events.append(member_repo.tier_event(t, p, self.profile_id, move, got, now))
+        events += self.events
         new_ids = {row[0] for row in self.new_lots}
-        changed = [(t, lot.id, lot.remaining) for lot in self.lots if lot.id in self.touched and lot.id not in new_ids]
-        if changed:
-            await c.executemany("UPDATE lots SET remaining = $3 WHERE tenant_id = $1 AND id = $2", changed)
-        if self.entries:
-            await c.executemany(
-                f"INSERT INTO ledger_entries (tenant_id, {_ENTRY_COLUMNS}) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-                [(t, e["id"], p, e["profile_id"], e["kind"], e["points"], e["qualifying_points"], e["balance_after"],
-                  e["debt_points"], e["reason"], e["description"], e["order_id"], e["rule_id"],
-                  e["reverses_entry_id"], e["idempotency_key"], e["actor"], e["consumed"], e["details"],
-                  e["available_at"], e["expires_at"], e["created_at"]) for e in self.entries])
-        if self.qualifying:
-            await c.executemany(
-                "INSERT INTO qualifying (tenant_id, entry_id, program_id, profile_id, points, spend_minor, orders, "
-                "order_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                [(t, fid, p, pid, pts, spend, orders, oid, self.now)
-                 for fid, pts, spend, orders, oid in self.qualifying])
-        member = await c.fetchrow(
-            """
-            UPDATE members SET debt = $4, lifetime_earned = lifetime_earned + $5, lifetime_spent = lifetime_spent + $6,
-                lifetime_expired = lifetime_expired + $7, lifetime_reversed = lifetime_reversed + $8, updated_at = $9
-            WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
-            RETURNING *
-            """, t, p, pid, self.debt, self.counters["lifetime_earned"], self.counters["lifetime_spent"],
-            self.counters["lifetime_expired"], self.counters["lifetime_reversed"], self.now)
-        got = None
-        if evaluate_tier and (self.qualifying or review):
-            move, got = await member_repo.evaluate_tier(c, t, self.program, member, self.now, review=review)
-            if move is not None:
-                self.events.append(member_repo.tier_event(t, self.program, self.profile_id, move, got, self.now))
-                member = await member_repo.get(c, t, p, self.profile_id)
+        changed = [lot for lot in self.lots if lot.id in self.touched and lot.id not in new_ids]
+        e = self.entries
+        member = await self.conn.fetchrow(
+            _WRITE, t, p.id, self.member["profile_id"], now,
+            [x[0] for x in self.new_lots], [x[1] for x in self.new_lots], [x[2] for x in self.new_lots],
+            [x[3] for x in self.new_lots], [x[4] for x in self.new_lots], [x[5] for x in self.new_lots],
+            [lot.id for lot in changed], [lot.remaining for lot in changed],
+            [x["id"] for x in e], [x["kind"] for x in e], [x["points"] for x in e],
+            [x["qualifying_points"] for x in e], [x["balance_after"] for x in e], [x["debt_points"] for x in e],
+            [x["reason"] for x in e], [x["description"] for x in e], [x["order_id"] for x in e],
+            [x["rule_id"] for x in e], [x["reverses_entry_id"] for x in e], [x["idempotency_key"] for x in e],
+            [x["actor"] for x in e], [orjson.dumps(x["consumed"]).decode() for x in e],
+            [orjson.dumps(x["details"]).decode() for x in e], [x["available_at"] for x in e],
+            [x["expires_at"] for x in e],
+            [q[0] for q in self.qualifying], [q[1] for q in self.qualifying], [q[2] for q in self.qualifying],
+            [q[3] for q in self.qualifying], [q[4] for q in self.qualifying],
+            [move.from_tier.code] if move else [], [move.to_tier.code] if move else [],
+            [move.direction] if move else [],
+            *outbox_rows(events, producer=PRODUCER, shards=shards),
+            self.debt, self.counters["lifetime_earned"], self.counters["lifetime_spent"],
+            self.counters["lifetime_expired"], self.counters["lifetime_reversed"],
+            move.to_tier.code if move else None, member_repo.next_review(p, now) if move else None)
         self.member = member
-        self.events[:0] = self._entry_events()
-        await publish(c, self.events, shards)
-        return await member_repo.view(c, t, self.program, member, self.now, lots=self.lots, got=got, debt=self.debt)
+        return await member_repo.view(self.conn, t, p, member, now, lots=self.lots, got=got, debt=self.debt)
 
     def _entry_events(self) -> list[event_pb2.Event]:
+        """One points.earned for the credits of a call (an order earning by two rules is one "you
+        earned N points" to the person), one points.spent / points.expired per debit, one
+        points.reversed per reversal call."""
         out = []
         t, pid, program_id = self.tenant, self.profile_id, self.program.id
         bal = self.balance()
-        reversals = [e for e in self.entries if e["kind"] == "reversal"]
+        credits = [e for e in self.entries if e["kind"] in ("earn", "adjustment") and e["points"] > 0]
+        if credits:
+            first = credits[0]
+            rule_ids = {e["rule_id"] for e in credits}
+            ev = loyalty_events_pb2.PointsEarned(
+                profile_id=pid, program_id=program_id, ledger_entry_id=str(first["id"]),
+                points=sum(e["points"] for e in credits), reason=first["reason"], order_id=first["order_id"],
+                rule_id=first["rule_id"] if len(rule_ids) == 1 else "",
+                balance_available=bal.available, balance_pending=bal.pending)
+            set_timestamp(ev.available_at, max(e["available_at"] for e in credits))
+            expiries = [e["expires_at"] for e in credits if e["expires_at"] is not None]
+            if expiries:
+                set_timestamp(ev.expires_at, min(expiries))
+            out.append(envelope(t, "points.earned", pid, ev, at=self.now))
         for e in self.entries:
             kind, points = e["kind"], e["points"]
-            if kind in ("earn", "adjustment") and points > 0:
-                ev = loyalty_events_pb2.PointsEarned(
-                    profile_id=pid, program_id=program_id, ledger_entry_id=str(e["id"]), points=points,
-                    reason=e["reason"], order_id=e["order_id"], rule_id=e["rule_id"],
-                    balance_available=bal.available, balance_pending=bal.pending)
-                set_timestamp(ev.available_at, e["available_at"])
-                if e["expires_at"] is not None:
-                    set_timestamp(ev.expires_at, e["expires_at"])
-                out.append(envelope(t, "points.earned", pid, ev, at=self.now))
-            elif kind in ("spend", "adjustment") and points < 0:
+            if kind in ("spend", "adjustment") and points < 0:
                 ev = loyalty_events_pb2.PointsSpent(
                     profile_id=pid, program_id=program_id, ledger_entry_id=str(e["id"]), points=-points,
                     reason=e["reason"], order_id=e["order_id"],
@@ -253,6 +327,7 @@ class Book:
                                                       ledger_entry_id=str(e["id"]), points=-points,
                                                       balance_available=bal.available)
                 out.append(envelope(t, "points.expired", pid, ev, at=self.now))
+        reversals = [e for e in self.entries if e["kind"] == "reversal"]
         if reversals:
             ev = loyalty_events_pb2.PointsReversed(
                 profile_id=pid, program_id=program_id, order_id=reversals[0]["order_id"],
@@ -308,10 +383,9 @@ async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program,
     if order.currency and order.currency.upper() != program.currency:
         raise InvalidArgument(f"order currency {order.currency} is not the program's ({program.currency})",
                               code="currency_mismatch", field="order.currency")
-    book = await Book.open(conn, tenant, program, profile_id, now)
     fact = order_fact_id(program.id, order.order_id)
-    seen = await conn.fetchval("SELECT 1 FROM qualifying WHERE tenant_id = $1 AND entry_id = $2", tenant, fact)
-    if seen:
+    book = await Book.open(conn, tenant, program, profile_id, now, order_fact=fact)
+    if book.order_seen:
         entries = [entry_pb(r) for r in await order_entries(conn, tenant, program.id, order.order_id)]
         return entries, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     tier = prog.tier_by_code(program, book.member["tier_code"])
@@ -334,15 +408,16 @@ async def earn_trigger(conn: asyncpg.Connection, tenant: str, program: pb.Progra
                        ) -> tuple[list[pb.LedgerEntry], pb.Member | None]:
     """Apply the program's rules for a non-order trigger (signup, review, birthday, a custom event)
     once per `key`."""
-    book = await Book.open(conn, tenant, program, profile_id, now)
+    keys = [f"{key}:{r.id}" for r in program.earn_rules if r.trigger == trigger]
+    book = await Book.open(conn, tenant, program, profile_id, now, keys=keys)
+    if book.replay:
+        return await existing(conn, tenant, program.id, keys), None
     tier = prog.tier_by_code(program, book.member["tier_code"])
     earns = rules.evaluate(program, trigger, now=now, tier=tier,
                            earned_in_window=await _earned_in_window(conn, book, trigger))
     keys = [f"{key}:{e.rule_id}" for e in earns]
     if not earns:
         return [], None
-    if done := await existing(conn, tenant, program.id, keys):
-        return done, None
     for e, k in zip(earns, keys, strict=True):
         entry = book.credit("earn", e.points, k, rule_id=e.rule_id, reason=trigger, description=description,
                             qualifying=e.points if e.qualifying else 0)
@@ -357,8 +432,9 @@ async def earn_points(conn: asyncpg.Connection, tenant: str, program: pb.Program
                       qualifying: bool = False, now: datetime, shards: int) -> tuple[list[pb.LedgerEntry], pb.Member]:
     if points <= 0:
         raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
-    book = await Book.open(conn, tenant, program, profile_id, now)
-    if done := await existing(conn, tenant, program.id, [key]):
+    book = await Book.open(conn, tenant, program, profile_id, now, keys=[key])
+    if book.replay:
+        done = await existing(conn, tenant, program.id, [key])
         return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     entry = book.credit("earn", points, key, available_at=available_at, reason=reason or "manual",
                         description=description, qualifying=points if qualifying else 0)
@@ -374,8 +450,9 @@ async def debit(conn: asyncpg.Connection, tenant: str, program: pb.Program, prof
     """Spend available points (FailedPrecondition "insufficient_points" if too few). Once per `key`."""
     if points <= 0:
         raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
-    book = await Book.open(conn, tenant, program, profile_id, now)
-    if done := await existing(conn, tenant, program.id, [key]):
+    book = await Book.open(conn, tenant, program, profile_id, now, keys=[key])
+    if book.replay:
+        done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     book.debit("spend", points, key, reason=reason, description=description, order_id=order_id,
                details=details or {})
@@ -388,8 +465,9 @@ async def credit(conn: asyncpg.Connection, tenant: str, program: pb.Program, pro
                  reverses_entry_id: uuid.UUID | None = None, details: dict | None = None
                  ) -> tuple[pb.LedgerEntry, pb.Member]:
     """Give points back (a cancelled reward redemption): an ADJUSTMENT credit by the system, once per `key`."""
-    book = await Book.open(conn, tenant, program, profile_id, now, active=False)
-    if done := await existing(conn, tenant, program.id, [key]):
+    book = await Book.open(conn, tenant, program, profile_id, now, active=False, keys=[key])
+    if book.replay:
+        done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     book.credit("adjustment", points, key, reason=reason, description=description, actor="system",
                 reverses_entry_id=reverses_entry_id, details=details or {})
@@ -404,8 +482,9 @@ async def adjust(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
     if not request.actor.strip() or not request.reason.strip():
         raise InvalidArgument("actor and reason are required for a manual adjustment", code="actor_and_reason_required",
                               field="actor" if not request.actor.strip() else "reason")
-    book = await Book.open(conn, tenant, program, request.profile_id, now, active=False)
-    if done := await existing(conn, tenant, program.id, [key]):
+    book = await Book.open(conn, tenant, program, request.profile_id, now, active=False, keys=[key])
+    if book.replay:
+        done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     common = {"reason": request.reason, "description": request.description, "actor": request.actor}
     if request.qualifying:
@@ -415,7 +494,7 @@ async def adjust(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
         book.credit("adjustment", request.points, key, **common)
     else:
         book.debit("adjustment", -request.points, key, allow_debt=request.allow_negative, **common)
-    member = await book.flush(shards, review=False)
+    member = await book.flush(shards)
     return book.entry_pbs()[0], member
 
 
@@ -429,8 +508,9 @@ async def reverse_order(conn: asyncpg.Connection, tenant: str, program: pb.Progr
         raise InvalidArgument("order_id is required", code="missing_order_id", field="order_id")
     if refund_minor < 0:
         raise InvalidArgument("refund_minor must be >= 0", code="invalid_amount", field="refund_minor")
-    book = await Book.open(conn, tenant, program, profile_id, now, active=False)
-    if done := await existing(conn, tenant, program.id, [key]):
+    book = await Book.open(conn, tenant, program, profile_id, now, active=False, keys=[key])
+    if book.replay:
+        done = await existing(conn, tenant, program.id, [key])
         return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     rows = await order_entries(conn, tenant, program.id, order_id, ("earn", "reversal"))
     earned = [r for r in rows if r["kind"] == "earn"]

@@ -111,46 +111,53 @@ class TierMove:
         return "upgrade" if self.to_tier.rank > self.from_tier.rank else "downgrade"
 
 
-async def evaluate_tier(conn: asyncpg.Connection, tenant: str, program: pb.Program, member: asyncpg.Record,
-                        now: datetime, *, review: bool = False, floor_code: str = ""
-                        ) -> tuple[TierMove | None, prog.Progress]:
-    """Move a locked member to the tier their qualifying totals earn: up at once; down only when the
-    program's policy allows it now (IMMEDIATE, or PERIOD_END when `review` is the period's end).
-    `floor_code`: never go below this tier (a merge keeps the better of two tiers)."""
-    profile_id = str(member["profile_id"])
+def decide_tier(program: pb.Program, member: asyncpg.Record, got: prog.Progress, *, review: bool = False,
+                floor_code: str = "") -> TierMove | None:
+    """Where `got` takes a member: up at once; down only when the program's policy allows it now
+    (IMMEDIATE, or PERIOD_END when `review` is the period's end). `floor_code`: never below this tier
+    (a merge keeps the better of two tiers). None when the member stays."""
     current = prog.tier_by_code(program, member["tier_code"])
-    got = await progress(conn, tenant, program, profile_id, now)
     target = prog.qualified_tier(program, got)
     if floor_code:
         floor = prog.tier_by_code(program, floor_code)
         if floor.rank > target.rank:
             target = floor
-    policy = program.downgrade_policy
     if target.rank < current.rank:
-        may_drop = policy == pb.DOWNGRADE_POLICY_IMMEDIATE or (policy == pb.DOWNGRADE_POLICY_PERIOD_END and review)
-        if not may_drop:
+        policy = program.downgrade_policy
+        if not (policy == pb.DOWNGRADE_POLICY_IMMEDIATE or (policy == pb.DOWNGRADE_POLICY_PERIOD_END and review)):
             target = current
-    if target.rank == current.rank and target.code == member["tier_code"]:
+    if target.code == member["tier_code"]:
+        return None
+    return TierMove(current, target)
+
+
+async def evaluate_tier(conn: asyncpg.Connection, tenant: str, program: pb.Program, member: asyncpg.Record,
+                        now: datetime, *, review: bool = False, floor_code: str = ""
+                        ) -> tuple[TierMove | None, prog.Progress]:
+    """Move a locked member to the tier their qualifying totals earn (see decide_tier) and record it."""
+    profile_id = str(member["profile_id"])
+    got = await progress(conn, tenant, program, profile_id, now)
+    move = decide_tier(program, member, got, review=review, floor_code=floor_code)
+    if move is None:
         if review:
             await conn.execute(
                 "UPDATE members SET tier_review_at = $4, updated_at = $5 "
                 "WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3",
-                tenant, program.id, profile_id, _next_review(program, now), now)
+                tenant, program.id, profile_id, next_review(program, now), now)
         return None, got
-    move = TierMove(current, target)
     await conn.execute(
         """
         UPDATE members SET tier_code = $4, tier_since = $5, tier_review_at = $6, updated_at = $5
         WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
-        """, tenant, program.id, profile_id, target.code, now, _next_review(program, now))
+        """, tenant, program.id, profile_id, move.to_tier.code, now, next_review(program, now))
     await conn.execute(
         "INSERT INTO tier_changes (tenant_id, program_id, profile_id, from_tier, to_tier, direction, changed_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        tenant, program.id, profile_id, current.code, target.code, move.direction, now)
+        tenant, program.id, profile_id, move.from_tier.code, move.to_tier.code, move.direction, now)
     return move, got
 
 
-def _next_review(program: pb.Program, now: datetime) -> datetime | None:
+def next_review(program: pb.Program, now: datetime) -> datetime | None:
     """PERIOD_END: the end of the qualification period starting now. IMMEDIATE with a rolling window:
     tomorrow, as qualifying facts age out of the window day by day."""
     if program.downgrade_policy == pb.DOWNGRADE_POLICY_IMMEDIATE and program.tier_window_months > 0:

@@ -16,17 +16,10 @@ _INSERT = """
 """
 
 
-async def enqueue(
-    conn: asyncpg.Connection,
-    events: Sequence[event_pb2.Event],
-    *,
-    producer: str,
-    shards: int,
-) -> None:
-    """Add `events` to the outbox in ONE statement on `conn`; they are published (in this order per
-    stream) only if the caller's transaction commits. Every event needs a UUID `id`."""
-    if not events:
-        return
+def outbox_rows(events: Sequence[event_pb2.Event], *, producer: str, shards: int
+                ) -> tuple[list[str], list[uuid.UUID], list[str], list[str], list[bytes]]:
+    """The outbox columns (stream, event_id, type, tenant_id, payload) of `events`, for callers that
+    insert them inside a larger statement (`INSERT INTO outbox (...) SELECT * FROM unnest(...)`)."""
     streams: list[str] = []
     ids: list[uuid.UUID] = []
     types: list[str] = []
@@ -41,5 +34,19 @@ async def enqueue(
         types.append(event.type)
         tenants.append(event.tenant_id)
         payloads.append(event.SerializeToString())
+    return streams, ids, types, tenants, payloads
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    events: Sequence[event_pb2.Event],
+    *,
+    producer: str,
+    shards: int,
+) -> None:
+    """Add `events` to the outbox in ONE statement on `conn`; they are published (in this order per
+    stream) only if the caller's transaction commits. Every event needs a UUID `id`."""
+    if not events:
+        return
     # type and tenant ride along so the relay can publish without decoding each payload
-    await conn.execute(_INSERT, streams, ids, types, tenants, payloads)
+    await conn.execute(_INSERT, *outbox_rows(events, producer=producer, shards=shards))
