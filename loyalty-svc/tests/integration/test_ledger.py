@@ -233,3 +233,37 @@ async def test_program_report_liability_tiers_and_periods(api, db, clock, loyalt
     assert months == [(11, 1500, 200, 0, 2, 1), (12, 50, 0, 1300, 0, 0)]
     await assert_reconciles(db, api.tenant, program_id)
 
+
+
+async def test_calls_batched_together_keep_their_own_outcomes(api, db):
+    """Concurrent calls share a transaction (group commit); each still gets its own answer: a stranger
+    is NOT_FOUND, an overdraft FAILED_PRECONDITION, the rest booked, one order booked once."""
+    program_id, rich = await setup(api, sports_program(pending_days=0))
+    poor = str(uuid.uuid4())
+    await api.call("EnrollMember", pb.EnrollMemberRequest(program_id=program_id, profile_id=poor))
+    await earn(api, program_id, rich, 500)
+    stranger = str(uuid.uuid4())
+
+    def spend(who, points, key):
+        return api.call("SpendPoints", pb.SpendPointsRequest(program_id=program_id, profile_id=who, points=points,
+                                                             idempotency_key=key))
+
+    def order_for(who, order_id):
+        return api.call("EarnPoints", pb.EarnPointsRequest(program_id=program_id, profile_id=who,
+                                                           order=order(order_id, 1000)))
+
+    calls = [spend(rich, 100, "a"), spend(poor, 100, "b"), order_for(stranger, "S-1"), order_for(poor, "P-1"),
+             order_for(poor, "P-1"), spend(rich, 100, "a"), spend(rich, 350, "c")]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    codes = [r.code() if isinstance(r, grpc.aio.AioRpcError) else grpc.StatusCode.OK for r in results]
+    assert codes[1] == grpc.StatusCode.FAILED_PRECONDITION and codes[2] == grpc.StatusCode.NOT_FOUND
+    assert codes[0] == codes[3] == codes[4] == codes[5] == grpc.StatusCode.OK
+    assert results[0].entry.id == results[5].entry.id  # the same key, in one batch or not, books once
+    assert [e.id for e in results[3].entries] == [e.id for e in results[4].entries]
+    # 500 - 100 leaves 400: the 350 spend fits, whatever order the batch applied them in
+    assert codes[6] == grpc.StatusCode.OK
+    m = (await api.call("GetMember", pb.GetMemberRequest(program_id=program_id, profile_id=rich))).member
+    assert m.balance.available == 50
+    p = (await api.call("GetMember", pb.GetMemberRequest(program_id=program_id, profile_id=poor))).member
+    assert p.balance.available == 110 and p.balance.qualifying_orders == 1
+    await assert_reconciles(db, api.tenant, program_id)

@@ -6,6 +6,7 @@ import asyncpg
 import grpc
 import redis.asyncio as aioredis
 
+from loyalty.ledger_lanes import LedgerLanes
 from loyalty.repo.programs import ProgramCache
 from mcloud_common.clock import Clock
 from mcloud_common.errors import InvalidArgument
@@ -21,6 +22,7 @@ class ServicerBase:
         self._shards = shards
         self._redis = redis
         self._programs = ProgramCache()
+        self._lanes = LedgerLanes(pool, clock, shards)
 
 
 def require_uuid(value: str, field: str) -> str:

@@ -6,6 +6,7 @@ under the member's row lock, so a retry, even a concurrent one, never books twic
 from __future__ import annotations
 
 from loyalty.grpc_api.base import Context, ServicerBase, require_uuid
+from loyalty.ledger_lanes import Op
 from loyalty.repo import ledger
 from loyalty.repo import members as member_repo
 from loyalty.repo.events import publish
@@ -50,42 +51,30 @@ class MembersApi(ServicerBase):
         basis = request.WhichOneof("basis")
         if basis is None:
             raise InvalidArgument("points or order is required", code="missing_basis", field="points")
-        now = self._clock.now()
-        key = ledger_key("EarnPoints", request.idempotency_key)
-
-        async def run() -> pb.EarnPointsResponse:
-            async with conn.transaction():
-                if basis == "order":
-                    entries, member = await ledger.earn_order(conn, tenant, program, request.profile_id,
-                                                              request.order, now=now, shards=self._shards)
-                else:
-                    available = from_timestamp(request.available_at) if request.HasField("available_at") else None
-                    entries, member = await ledger.earn_points(
-                        conn, tenant, program, request.profile_id, request.points, key=key,
-                        reason=request.reason, description=request.description, available_at=available,
-                        qualifying=request.qualifying, now=now, shards=self._shards)
-            return pb.EarnPointsResponse(entries=entries, member=member)
-
-        async with self._pool.acquire() as conn:
-            return await run()
+        if basis == "order":
+            ledger.check_order(program, request.order)
+            op = Op("order", request.profile_id, order=request.order)
+        else:
+            if request.points <= 0:
+                raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
+            op = Op("points", request.profile_id, points=request.points,
+                    key=ledger_key("EarnPoints", request.idempotency_key), reason=request.reason,
+                    description=request.description, qualifying=request.qualifying,
+                    available_at=from_timestamp(request.available_at) if request.HasField("available_at") else None)
+        entries, member = await self._lanes.submit(tenant, program, op)
+        return pb.EarnPointsResponse(entries=entries, member=member)
 
     async def SpendPoints(self, request: pb.SpendPointsRequest, context: Context) -> pb.SpendPointsResponse:
         tenant = tenant_id(context)
         require_uuid(request.profile_id, "profile_id")
         program = await self._programs.get(self._pool, tenant, request.program_id)
-        now = self._clock.now()
-        key = ledger_key("SpendPoints", request.idempotency_key)
-
-        async def run() -> pb.SpendPointsResponse:
-            async with conn.transaction():
-                entry, member = await ledger.debit(
-                    conn, tenant, program, request.profile_id, request.points, reason=request.reason or "spend",
-                    key=key, now=now, shards=self._shards, description=request.description,
-                    order_id=request.order_id)
-            return pb.SpendPointsResponse(entry=entry, member=member)
-
-        async with self._pool.acquire() as conn:
-            return await run()
+        if request.points <= 0:
+            raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
+        op = Op("spend", request.profile_id, points=request.points,
+                key=ledger_key("SpendPoints", request.idempotency_key), reason=request.reason or "spend",
+                description=request.description, order_id=request.order_id)
+        entries, member = await self._lanes.submit(tenant, program, op)
+        return pb.SpendPointsResponse(entry=entries[0], member=member)
 
     async def ReverseOrder(self, request: pb.ReverseOrderRequest, context: Context) -> pb.ReverseOrderResponse:
         tenant = tenant_id(context)

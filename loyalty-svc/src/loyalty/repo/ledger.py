@@ -89,9 +89,9 @@ _WRITE = """
     nl AS (
         INSERT INTO lots (tenant_id, id, program_id, profile_id, amount, remaining, available_at, expires_at,
                           order_id, created_at)
-        SELECT $1, u.id, $2, $3, u.amount, u.remaining, u.available_at, u.expires_at, u.order_id, $4
-        FROM unnest($5::uuid[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[])
-             AS u(id, amount, remaining, available_at, expires_at, order_id)),
+        SELECT $1, u.id, $2, u.profile_id, u.amount, u.remaining, u.available_at, u.expires_at, u.order_id, $3
+        FROM unnest($4::uuid[], $5::uuid[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[],
+                    $10::text[]) AS u(id, profile_id, amount, remaining, available_at, expires_at, order_id)),
     ul AS (
         UPDATE lots l SET remaining = u.remaining
         FROM unnest($11::uuid[], $12::bigint[]) AS u(id, remaining)
@@ -101,35 +101,59 @@ _WRITE = """
                                     balance_after, debt_points, reason, description, order_id, rule_id,
                                     reverses_entry_id, idempotency_key, actor, consumed, details, available_at,
                                     expires_at, created_at)
-        SELECT $1, u.id, $2, $3, u.kind, u.points, u.qualifying, u.balance_after, u.debt, u.reason, u.description,
-               u.order_id, u.rule_id, u.reverses, u.key, u.actor, u.consumed::jsonb, u.details::jsonb,
-               u.available_at, u.expires_at, $4
-        FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[],
-                    $19::text[], $20::text[], $21::text[], $22::text[], $23::uuid[], $24::text[], $25::text[],
-                    $26::text[], $27::text[], $28::timestamptz[], $29::timestamptz[])
-             AS u(id, kind, points, qualifying, balance_after, debt, reason, description, order_id, rule_id,
-                  reverses, key, actor, consumed, details, available_at, expires_at)),
+        SELECT $1, u.id, $2, u.profile_id, u.kind, u.points, u.qualifying, u.balance_after, u.debt, u.reason,
+               u.description, u.order_id, u.rule_id, u.reverses, u.key, u.actor, u.consumed::jsonb, u.details::jsonb,
+               u.available_at, u.expires_at, $3
+        FROM unnest($13::uuid[], $14::uuid[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[],
+                    $19::bigint[], $20::text[], $21::text[], $22::text[], $23::text[], $24::uuid[], $25::text[],
+                    $26::text[], $27::text[], $28::text[], $29::timestamptz[], $30::timestamptz[])
+             AS u(id, profile_id, kind, points, qualifying, balance_after, debt, reason, description, order_id,
+                  rule_id, reverses, key, actor, consumed, details, available_at, expires_at)),
     q AS (
         INSERT INTO qualifying (tenant_id, entry_id, program_id, profile_id, points, spend_minor, orders, order_id,
                                 occurred_at)
-        SELECT $1, u.id, $2, $3, u.points, u.spend, u.orders, u.order_id, $4
-        FROM unnest($30::uuid[], $31::bigint[], $32::bigint[], $33::int[], $34::text[])
-             AS u(id, points, spend, orders, order_id)
+        SELECT $1, u.id, $2, u.profile_id, u.points, u.spend, u.orders, u.order_id, $3
+        FROM unnest($31::uuid[], $32::uuid[], $33::bigint[], $34::bigint[], $35::int[], $36::text[])
+             AS u(id, profile_id, points, spend, orders, order_id)
         ON CONFLICT DO NOTHING),
     tc AS (
         INSERT INTO tier_changes (tenant_id, program_id, profile_id, from_tier, to_tier, direction, changed_at)
-        SELECT $1, $2, $3, u.f, u.t, u.d, $4 FROM unnest($35::text[], $36::text[], $37::text[]) AS u(f, t, d)),
+        SELECT $1, $2, u.profile_id, u.f, u.t, u.d, $3
+        FROM unnest($37::uuid[], $38::text[], $39::text[], $40::text[]) AS u(profile_id, f, t, d)),
     ob AS (
         INSERT INTO outbox (stream, event_id, type, tenant_id, payload)
-        SELECT * FROM unnest($38::text[], $39::uuid[], $40::text[], $41::text[], $42::bytea[]))
-    UPDATE members SET debt = $43, lifetime_earned = lifetime_earned + $44, lifetime_spent = lifetime_spent + $45,
-        lifetime_expired = lifetime_expired + $46, lifetime_reversed = lifetime_reversed + $47,
-        tier_code = coalesce($48, tier_code),
-        tier_since = CASE WHEN $48::text IS NULL THEN tier_since ELSE $4 END,
-        tier_review_at = CASE WHEN $48::text IS NULL THEN tier_review_at ELSE $49 END,
-        updated_at = $4
-    WHERE tenant_id = $1 AND program_id = $2 AND profile_id = $3
-    RETURNING *
+        SELECT * FROM unnest($41::text[], $42::uuid[], $43::text[], $44::text[], $45::bytea[]))
+    UPDATE members m SET debt = u.debt, lifetime_earned = m.lifetime_earned + u.earned,
+        lifetime_spent = m.lifetime_spent + u.spent, lifetime_expired = m.lifetime_expired + u.expired,
+        lifetime_reversed = m.lifetime_reversed + u.reversed,
+        tier_code = coalesce(u.tier, m.tier_code),
+        tier_since = CASE WHEN u.tier IS NULL THEN m.tier_since ELSE $3 END,
+        tier_review_at = CASE WHEN u.tier IS NULL THEN m.tier_review_at ELSE u.review_at END,
+        updated_at = $3
+    FROM unnest($46::uuid[], $47::bigint[], $48::bigint[], $49::bigint[], $50::bigint[], $51::bigint[], $52::text[],
+                $53::timestamptz[]) AS u(profile_id, debt, earned, spent, expired, reversed, tier, review_at)
+    WHERE m.tenant_id = $1 AND m.program_id = $2 AND m.profile_id = u.profile_id
+    RETURNING m.*
+"""
+
+# The same for several members at once (group commit): every member's lots, progress, and which of
+# the keys / order facts are already booked.
+_STATE_MANY = """
+    SELECT
+      (SELECT array_agg((profile_id, id, remaining, available_at, expires_at, order_id)) FROM lots
+        WHERE tenant_id = $1 AND program_id = $2 AND profile_id = ANY($3::uuid[]) AND remaining > 0) AS lots,
+      (SELECT array_agg((profile_id, p, s, o)) FROM (
+          SELECT profile_id, sum(points)::bigint AS p, sum(spend_minor)::bigint AS s, sum(orders)::bigint AS o
+          FROM qualifying WHERE tenant_id = $1 AND program_id = $2 AND profile_id = ANY($3::uuid[])
+           AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND occurred_at <= $5
+          GROUP BY profile_id) AS x) AS progress,
+      (SELECT array_agg(idempotency_key) FROM ledger_entries WHERE tenant_id = $1 AND program_id = $2
+        AND idempotency_key = ANY($6::text[])) AS keys,
+      (SELECT array_agg(entry_id) FROM qualifying WHERE tenant_id = $1 AND entry_id = ANY($7::uuid[])) AS facts
+"""
+_LOCK_MANY = """
+    SELECT * FROM members WHERE tenant_id = $1 AND program_id = $2 AND profile_id = ANY($3::uuid[])
+    ORDER BY profile_id FOR UPDATE
 """
 
 
@@ -147,6 +171,9 @@ class Book:
     progress: prog.Progress = field(default_factory=prog.Progress)
     replay: bool = False
     order_seen: bool = False
+    # keys and order facts already booked (shared by the books of one batch, grown as it books)
+    seen_keys: set[str] = field(default_factory=set)
+    seen_facts: set[uuid.UUID] = field(default_factory=set)
     entries: list[dict] = field(default_factory=list)
     events: list[event_pb2.Event] = field(default_factory=list)
     new_lots: list[tuple] = field(default_factory=list)
@@ -167,7 +194,26 @@ class Book:
                                     prog.window_start(program, now), now, list(keys), order_fact)
         lots = [Lot(*r) for r in state["lots"] or ()]
         return cls(conn, tenant, program, member, now, lots, member["debt"], prog.Progress(*state["progress"]),
-                   state["replay"], state["order_seen"])
+                   state["replay"], state["order_seen"], seen_keys=set(keys) if state["replay"] else set(),
+                   seen_facts={order_fact} if state["order_seen"] else set())
+
+    @classmethod
+    async def open_many(cls, conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_ids: list[str],
+                        now: datetime, *, keys: list[str], facts: list[uuid.UUID]) -> dict[str, Book]:
+        """Lock several members at once (in profile id order, as every batch does: no deadlocks) and
+        read their state in one statement. Only active, unmerged members get a book."""
+        rows = await conn.fetch(_LOCK_MANY, tenant, program.id, profile_ids)
+        members = {str(r["profile_id"]): r for r in rows if r["status"] == "active" and r["merged_into"] is None}
+        state = await conn.fetchrow(_STATE_MANY, tenant, program.id, list(members), prog.window_start(program, now),
+                                    now, keys, facts)
+        lots: dict[str, list[Lot]] = {pid: [] for pid in members}
+        for pid, *lot in state["lots"] or ():
+            lots[str(pid)].append(Lot(*lot))
+        progress = {str(pid): prog.Progress(p, sp, o) for pid, p, sp, o in state["progress"] or ()}
+        seen_keys, seen_facts = set(state["keys"] or ()), set(state["facts"] or ())
+        return {pid: cls(conn, tenant, program, row, now, lots[pid], row["debt"], progress.get(pid, prog.Progress()),
+                         seen_keys=seen_keys, seen_facts=seen_facts)
+                for pid, row in members.items()}
 
     @property
     def profile_id(self) -> str:
@@ -255,42 +301,8 @@ class Book:
     # --- writing ------------------------------------------------------------------------------
 
     async def flush(self, shards: int, *, evaluate_tier: bool = True) -> pb.Member:
-        """Write everything in one statement, moving the tier when the new qualifying totals earn it
-        (up at once; down only under an IMMEDIATE policy), with the events; the member after."""
-        t, p, now = self.tenant, self.program, self.now
-        got = prog.Progress(self.progress.points + sum(q[1] for q in self.qualifying),
-                            self.progress.spend_minor + sum(q[2] for q in self.qualifying),
-                            self.progress.orders + sum(q[3] for q in self.qualifying))
-        move = member_repo.decide_tier(p, self.member, got) if evaluate_tier and self.qualifying else None
-        events = self._entry_events()
-        if move is not None:
-            events.append(member_repo.tier_event(t, p, self.profile_id, move, got, now))
-        events += self.events
-        new_ids = {row[0] for row in self.new_lots}
-        changed = [lot for lot in self.lots if lot.id in self.touched and lot.id not in new_ids]
-        e = self.entries
-        member = await self.conn.fetchrow(
-            _WRITE, t, p.id, self.member["profile_id"], now,
-            [x[0] for x in self.new_lots], [x[1] for x in self.new_lots], [x[2] for x in self.new_lots],
-            [x[3] for x in self.new_lots], [x[4] for x in self.new_lots], [x[5] for x in self.new_lots],
-            [lot.id for lot in changed], [lot.remaining for lot in changed],
-            [x["id"] for x in e], [x["kind"] for x in e], [x["points"] for x in e],
-            [x["qualifying_points"] for x in e], [x["balance_after"] for x in e], [x["debt_points"] for x in e],
-            [x["reason"] for x in e], [x["description"] for x in e], [x["order_id"] for x in e],
-            [x["rule_id"] for x in e], [x["reverses_entry_id"] for x in e], [x["idempotency_key"] for x in e],
-            [x["actor"] for x in e], [orjson.dumps(x["consumed"]).decode() for x in e],
-            [orjson.dumps(x["details"]).decode() for x in e], [x["available_at"] for x in e],
-            [x["expires_at"] for x in e],
-            [q[0] for q in self.qualifying], [q[1] for q in self.qualifying], [q[2] for q in self.qualifying],
-            [q[3] for q in self.qualifying], [q[4] for q in self.qualifying],
-            [move.from_tier.code] if move else [], [move.to_tier.code] if move else [],
-            [move.direction] if move else [],
-            *outbox_rows(events, producer=PRODUCER, shards=shards),
-            self.debt, self.counters["lifetime_earned"], self.counters["lifetime_spent"],
-            self.counters["lifetime_expired"], self.counters["lifetime_reversed"],
-            move.to_tier.code if move else None, member_repo.next_review(p, now) if move else None)
-        self.member = member
-        return await member_repo.view(self.conn, t, p, member, now, lots=self.lots, got=got, debt=self.debt)
+        """Write everything in one statement; the member after (see flush_all)."""
+        return (await flush_all([self], shards))[0]
 
     def _entry_events(self) -> list[event_pb2.Event]:
         """One points.earned for the credits of a call (an order earning by two rules is one "you
@@ -340,6 +352,66 @@ class Book:
         return [entry_pb({**e, "program_id": self.program.id}) for e in self.entries]
 
 
+async def flush_all(books: list[Book], shards: int) -> list[pb.Member]:
+    """Write what `books` (of one tenant, program and transaction) changed, in one statement: lots,
+    entries, qualifying facts, tier moves (up at once when the new qualifying totals earn it; down only
+    under an IMMEDIATE policy) with their events; the members after, in the order of `books`."""
+    if not books:
+        return []
+    first = books[0]
+    t, p, now = first.tenant, first.program, first.now
+    lots, changed, entries, quals, moves, events, members = [], [], [], [], [], [], []
+    gots = []
+    for book in books:
+        pid = book.member["profile_id"]
+        got = prog.Progress(book.progress.points + sum(q[1] for q in book.qualifying),
+                            book.progress.spend_minor + sum(q[2] for q in book.qualifying),
+                            book.progress.orders + sum(q[3] for q in book.qualifying))
+        gots.append(got)
+        move = member_repo.decide_tier(p, book.member, got) if book.qualifying else None
+        events += book._entry_events()
+        if move is not None:
+            events.append(member_repo.tier_event(t, p, book.profile_id, move, got, now))
+            moves.append((pid, move))
+        events += book.events
+        new_ids = {row[0] for row in book.new_lots}
+        lots += [(row[0], pid, *row[1:]) for row in book.new_lots]
+        changed += [lot for lot in book.lots if lot.id in book.touched and lot.id not in new_ids]
+        entries += [(pid, e) for e in book.entries]
+        quals += [(q[0], pid, *q[1:]) for q in book.qualifying]
+        c = book.counters
+        members.append((pid, book.debt, c["lifetime_earned"], c["lifetime_spent"], c["lifetime_expired"],
+                        c["lifetime_reversed"], move.to_tier.code if move else None,
+                        member_repo.next_review(p, now) if move else None))
+
+    def col(rows, i):
+        return [r[i] for r in rows]
+
+    def ecol(name):
+        return [e[name] for _, e in entries]
+
+    rows = await first.conn.fetch(
+        _WRITE, t, p.id, now,
+        *(col(lots, i) for i in range(7)),
+        [lot.id for lot in changed], [lot.remaining for lot in changed],
+        ecol("id"), col(entries, 0), ecol("kind"), ecol("points"), ecol("qualifying_points"), ecol("balance_after"),
+        ecol("debt_points"), ecol("reason"), ecol("description"), ecol("order_id"), ecol("rule_id"),
+        ecol("reverses_entry_id"), ecol("idempotency_key"), ecol("actor"),
+        [orjson.dumps(e["consumed"]).decode() for _, e in entries],
+        [orjson.dumps(e["details"]).decode() for _, e in entries], ecol("available_at"), ecol("expires_at"),
+        *(col(quals, i) for i in range(6)),
+        [pid for pid, _ in moves], [m.from_tier.code for _, m in moves], [m.to_tier.code for _, m in moves],
+        [m.direction for _, m in moves],
+        *outbox_rows(events, producer=PRODUCER, shards=shards),
+        *(col(members, i) for i in range(8)))
+    by_id = {r["profile_id"]: r for r in rows}
+    out = []
+    for book, got in zip(books, gots, strict=True):
+        book.member = by_id[book.member["profile_id"]]
+        out.append(await member_repo.view(book.conn, t, p, book.member, now, lots=book.lots, got=got, debt=book.debt))
+    return out
+
+
 async def existing(conn: asyncpg.Connection, tenant: str, program_id: str, keys: list[str]) -> list[pb.LedgerEntry]:
     rows = await conn.fetch(
         f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE tenant_id = $1 AND program_id = $2 "
@@ -372,10 +444,8 @@ async def _earned_in_window(conn: asyncpg.Connection, book: Book, trigger: str) 
     return out
 
 
-async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, order: pb.Order,
-                     *, now: datetime, shards: int) -> tuple[list[pb.LedgerEntry], pb.Member]:
-    """Apply the program's order rules to `order` once: points (pending for the return window) and
-    the order's qualifying fact. A replay of the same order returns what it earned the first time."""
+def check_order(program: pb.Program, order: pb.Order) -> None:
+    """INVALID_ARGUMENT for an order that cannot earn in `program`."""
     if not order.order_id:
         raise InvalidArgument("order.order_id is required", code="missing_order_id", field="order.order_id")
     if order.total_minor < 0 or any(line.amount_minor < 0 for line in order.lines):
@@ -383,15 +453,19 @@ async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program,
     if order.currency and order.currency.upper() != program.currency:
         raise InvalidArgument(f"order currency {order.currency} is not the program's ({program.currency})",
                               code="currency_mismatch", field="order.currency")
+
+
+async def book_order(book: Book, order: pb.Order) -> bool:
+    """Book what `order` earns by the program's order rules (pending for the return window) and its
+    qualifying fact; False when the order was booked before (nothing done)."""
+    program = book.program
     fact = order_fact_id(program.id, order.order_id)
-    book = await Book.open(conn, tenant, program, profile_id, now, order_fact=fact)
-    if book.order_seen:
-        entries = [entry_pb(r) for r in await order_entries(conn, tenant, program.id, order.order_id)]
-        return entries, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
+    if fact in book.seen_facts:
+        return False
     tier = prog.tier_by_code(program, book.member["tier_code"])
-    earns = rules.evaluate(program, "order", now=now, tier=tier, order=order,
-                           earned_in_window=await _earned_in_window(conn, book, "order"))
-    available = prog.available_at(program, now, order=True)
+    earns = rules.evaluate(program, "order", now=book.now, tier=tier, order=order,
+                           earned_in_window=await _earned_in_window(book.conn, book, "order"))
+    available = prog.available_at(program, book.now, order=True)
     details = {"order_total_minor": order.total_minor, "currency": program.currency}
     for e in earns:
         book.credit("earn", e.points, f"order:{order.order_id}:{e.rule_id}", available_at=available,
@@ -399,6 +473,48 @@ async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program,
                     qualifying=e.points if e.qualifying else 0)
     book.qualify(fact, points=sum(e.points for e in earns if e.qualifying), spend_minor=order.total_minor,
                  orders=1, order_id=order.order_id)
+    book.seen_facts.add(fact)
+    return True
+
+
+def book_points(book: Book, points: int, key: str, *, reason: str, description: str = "",
+                available_at: datetime | None = None, qualifying: bool = False) -> bool:
+    """Book explicit points once per `key`; False when `key` was booked before."""
+    if key in book.seen_keys:
+        return False
+    entry = book.credit("earn", points, key, available_at=available_at, reason=reason or "manual",
+                        description=description, qualifying=points if qualifying else 0)
+    if qualifying:
+        book.qualify(entry["id"], points=points)
+    book.seen_keys.add(key)
+    return True
+
+
+def book_debit(book: Book, points: int, key: str, *, reason: str, description: str = "", order_id: str = "",
+               details: dict | None = None) -> bool:
+    """Spend available points once per `key` (FailedPrecondition, nothing done, if too few); False
+    when `key` was booked before."""
+    if key in book.seen_keys:
+        return False
+    book.debit("spend", points, key, reason=reason, description=description, order_id=order_id,
+               details=details or {})
+    book.seen_keys.add(key)
+    return True
+
+
+async def replayed_order(book: Book, order_id: str) -> list[pb.LedgerEntry]:
+    return [entry_pb(r) for r in await order_entries(book.conn, book.tenant, book.program.id, order_id)]
+
+
+async def earn_order(conn: asyncpg.Connection, tenant: str, program: pb.Program, profile_id: str, order: pb.Order,
+                     *, now: datetime, shards: int) -> tuple[list[pb.LedgerEntry], pb.Member]:
+    """Apply the program's order rules to `order` once. A replay of the same order returns what it
+    earned the first time."""
+    check_order(program, order)
+    book = await Book.open(conn, tenant, program, profile_id, now, order_fact=order_fact_id(program.id, order.order_id))
+    if not await book_order(book, order):
+        return await replayed_order(book, order.order_id), await member_repo.view(conn, tenant, program, book.member,
+                                                                                  now, lots=book.lots)
     member = await book.flush(shards)
     return book.entry_pbs(), member
 
@@ -433,13 +549,10 @@ async def earn_points(conn: asyncpg.Connection, tenant: str, program: pb.Program
     if points <= 0:
         raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
     book = await Book.open(conn, tenant, program, profile_id, now, keys=[key])
-    if book.replay:
+    if not book_points(book, points, key, reason=reason, description=description, available_at=available_at,
+                       qualifying=qualifying):
         done = await existing(conn, tenant, program.id, [key])
         return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
-    entry = book.credit("earn", points, key, available_at=available_at, reason=reason or "manual",
-                        description=description, qualifying=points if qualifying else 0)
-    if qualifying:
-        book.qualify(entry["id"], points=points)
     member = await book.flush(shards)
     return book.entry_pbs(), member
 
@@ -451,12 +564,11 @@ async def debit(conn: asyncpg.Connection, tenant: str, program: pb.Program, prof
     if points <= 0:
         raise InvalidArgument("points must be > 0", code="invalid_points", field="points")
     book = await Book.open(conn, tenant, program, profile_id, now, keys=[key])
-    if book.replay:
+    if not book_debit(book, points, key, reason=reason, description=description, order_id=order_id,
+                      details=details):
         done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
-    book.debit("spend", points, key, reason=reason, description=description, order_id=order_id,
-               details=details or {})
-    member = await book.flush(shards, evaluate_tier=False)
+    member = await book.flush(shards)
     return book.entry_pbs()[0], member
 
 
