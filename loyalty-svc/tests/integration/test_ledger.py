@@ -252,7 +252,7 @@ async def test_calls_batched_together_keep_their_own_outcomes(api, db):
         return api.call("EarnPoints", pb.EarnPointsRequest(program_id=program_id, profile_id=who,
                                                            order=order(order_id, 1000)))
 
-    calls = [spend(rich, 100, "a"), spend(poor, 100, "b"), order_for(stranger, "S-1"), order_for(poor, "P-1"),
+    calls = [spend(rich, 100, "a"), spend(poor, 500, "b"), order_for(stranger, "S-1"), order_for(poor, "P-1"),
              order_for(poor, "P-1"), spend(rich, 100, "a"), spend(rich, 350, "c")]
     results = await asyncio.gather(*calls, return_exceptions=True)
     codes = [r.code() if isinstance(r, grpc.aio.AioRpcError) else grpc.StatusCode.OK for r in results]
