@@ -40,3 +40,4 @@ proto: install ## regenerate libs/mcloud-proto from proto/
 bench: install ## benchmarks; writes bench/REPORT.md
 	$(VENV)/python -m bench.ingest
 	$(VENV)/python -m bench.identity
+	$(VENV)/python -m bench.loyalty
