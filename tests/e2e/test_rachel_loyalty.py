@@ -96,6 +96,12 @@ async def test_rachel_signs_up_orders_earns_points_and_becomes_silver(stack, acm
         ledger = await eventually(lambda: _ledger(api, profile_id, program_id, 4))
         assert sorted(e["points"] for e in ledger["entries"]) == [20, 50, 100, 159]
 
+        # the storefront knows her by her email (or user id), not by a profile id
+        by_email = await api.get(f"/v1/loyalty/members/email:{email}", params={"program_id": program_id})
+        assert by_email.status_code == 200 and by_email.json()["profile_id"] == profile_id, by_email.text
+        nobody = await api.get("/v1/loyalty/members/email:nobody@example.com", params={"program_id": program_id})
+        assert nobody.status_code == 404
+
         clerk = (await api.get(f"/v1/clerk/email:{email}")).json()
         assert clerk["loyalty"]["tier"]["code"] == "silver" and "loyalty" not in clerk["unavailable"]
 

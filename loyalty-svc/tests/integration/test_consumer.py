@@ -27,10 +27,11 @@ async def feed(loyalty_db, redis, clock):
     group = f"loyalty-test-{uuid.uuid4().hex[:8]}"
     for stream in streams_of("identity", 4):  # start from now: not the other tests' events
         await redis.xgroup_create(stream, group, id="$", mkstream=True)
-    consumer = make_consumer(pool, redis, clock, 4, group=group)
+    consumer, handler = make_consumer(pool, redis, clock, 4, group=group)
     consumer.block_ms = 0
 
     async def send(*events: event_pb2.Event) -> None:
+        await handler.refresh_triggers(pool)
         await publish(redis, events, "identity", 4)
         while await consumer.run_once():
             pass
@@ -151,6 +152,16 @@ async def test_profile_erased_removes_the_person(api, db, feed):
     pid = uuid.UUID(profile)
     for table in ("ledger_entries", "lots", "members", "qualifying"):
         assert await db.fetchval(f"SELECT count(*) FROM {table} WHERE profile_id = $1", pid) == 0, table
+
+
+async def test_custom_trigger_events_earn_and_page_views_are_not_booked(api, db, feed):
+    program = sports_program(pending_days=0)
+    program.earn_rules.add(id="quiz", trigger="Quiz Completed", points=15, enabled=True)
+    program_id, profile = await setup(api, program)
+    await feed(track(api.tenant, profile, "Product Viewed", product_id="p1"),
+               track(api.tenant, profile, "Quiz Completed", quiz="marathon-pace"))
+    assert (await member(api, program_id, profile)).balance.available == 15
+    assert await db.fetchval("SELECT count(*) FROM processed_events") == 1  # the view never cost a transaction
 
 
 async def test_birthday_trait_from_profile_identified(api, db, feed):

@@ -267,3 +267,22 @@ async def test_calls_batched_together_keep_their_own_outcomes(api, db):
     p = (await api.call("GetMember", pb.GetMemberRequest(program_id=program_id, profile_id=poor))).member
     assert p.balance.available == 110 and p.balance.qualifying_orders == 1
     await assert_reconciles(db, api.tenant, program_id)
+
+
+@pytest.mark.parametrize("basis, thresholds, orders, expected", [
+    (pb.TIER_BASIS_SPEND, {"threshold_spend_minor": 50_000}, [30_000, 25_000], ("silver", 55_000, 0)),
+    (pb.TIER_BASIS_ORDERS, {"threshold_orders": 3}, [1_000, 1_000, 1_000], ("silver", 3, 0)),
+])
+async def test_tiers_by_spend_or_order_count(api, basis, thresholds, orders, expected):
+    program = sports_program(pending_days=0, tier_basis=basis,
+                             tiers=[pb.Tier(code="normal", name="Normal", rank=0),
+                                    pb.Tier(code="silver", name="Silver", rank=1, **thresholds)])
+    program_id, profile = await setup(api, program)
+    for i, total in enumerate(orders):
+        r = await api.call("EarnPoints", pb.EarnPointsRequest(program_id=program_id, profile_id=profile,
+                                                              order=order(f"T-{i}", total)))
+    tier = r.member.tier
+    measured = r.member.balance.qualifying_spend_minor if basis == pb.TIER_BASIS_SPEND \
+        else r.member.balance.qualifying_orders
+    assert (tier.tier_code, measured, tier.points_to_next_tier) == expected
+    assert tier.basis == ("spend" if basis == pb.TIER_BASIS_SPEND else "orders")

@@ -11,9 +11,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import AwareDatetime
 
-from gateway.auth import LoyaltyReader, LoyaltyWriter
+from gateway.auth import LoyaltyReader, LoyaltyWriter, Principal
 from gateway.loyalty import entry_read, member_read, order_pb, program_pb, program_read, report_read
-from gateway.resources import LoyaltyDep
+from gateway.profiles import resolve_profile_id
+from gateway.resources import IdentityDep, LoyaltyDep
 from gateway.routes.profile_admin import IdempotencyKey
 from gateway.schemas.common import problem_responses
 from gateway.schemas.loyalty import (
@@ -39,12 +40,26 @@ router = APIRouter(prefix="/v1/loyalty", tags=["loyalty"])
 READ_ERRORS = problem_responses(400, 401, 403, 404, 429, 503, 504)
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 429, 503, 504)
 ProgramId = Annotated[uuid.UUID, Path(description="program id (UUID)")]
-ProfileId = Annotated[uuid.UUID, Path(description="identity profile id (UUID)")]
+ProfileId = Annotated[
+    str,
+    Path(
+        description="identity profile id (UUID), or type:value as the storefront knows the person "
+        "(user_id:42, email:rachel@example.com, phone:+8613800000000)",
+        examples=["user_id:42"],
+        max_length=512,
+    ),
+]
 ProgramQuery = Annotated[
     uuid.UUID | None, Query(description="the program; may be left out when the tenant has only one")
 ]
 Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 CursorQuery = Annotated[Cursor | None, Query(description="next_cursor of the previous page")]
+
+
+async def member_id(identity: IdentityDep, profile_id: str, principal: Principal) -> str:
+    """The profile id of a member path: a UUID as given (loyalty follows merges itself), a type:value
+    through identity (404 when nobody has that identifier)."""
+    return await resolve_profile_id(identity, profile_id, tenant_metadata(principal.tenant_id))
 
 
 def _key(idempotency_key: str | None) -> str:
@@ -183,10 +198,16 @@ async def enroll_member(
     summary="A member's balance, tier, distance to the next tier and benefits",
 )
 async def get_member(
-    profile_id: ProfileId, principal: LoyaltyReader, loyalty: LoyaltyDep, program_id: ProgramQuery = None
+    profile_id: ProfileId,
+    identity: IdentityDep,
+    principal: LoyaltyReader,
+    loyalty: LoyaltyDep,
+    program_id: ProgramQuery = None,
 ) -> MemberRead:
     result = await loyalty.GetMember(
-        pb.GetMemberRequest(program_id=str(program_id or ""), profile_id=str(profile_id)),
+        pb.GetMemberRequest(
+            program_id=str(program_id or ""), profile_id=await member_id(identity, profile_id, principal)
+        ),
         metadata=tenant_metadata(principal.tenant_id),
     )
     return member_read(result.member)
@@ -202,6 +223,7 @@ async def get_member(
 )
 async def earn_points(
     profile_id: ProfileId,
+    identity: IdentityDep,
     body: EarnRequest,
     principal: LoyaltyWriter,
     loyalty: LoyaltyDep,
@@ -209,7 +231,7 @@ async def earn_points(
 ) -> PointsResult:
     request = pb.EarnPointsRequest(
         program_id=body.program_id,
-        profile_id=str(profile_id),
+        profile_id=await member_id(identity, profile_id, principal),
         reason=body.reason or "",
         description=body.description,
         qualifying=body.qualifying,
@@ -232,6 +254,7 @@ async def earn_points(
 )
 async def spend_points(
     profile_id: ProfileId,
+    identity: IdentityDep,
     body: SpendRequest,
     principal: LoyaltyWriter,
     loyalty: LoyaltyDep,
@@ -240,7 +263,7 @@ async def spend_points(
     result = await loyalty.SpendPoints(
         pb.SpendPointsRequest(
             program_id=body.program_id,
-            profile_id=str(profile_id),
+            profile_id=await member_id(identity, profile_id, principal),
             points=body.points,
             reason=body.reason,
             description=body.description,
@@ -262,6 +285,7 @@ async def spend_points(
 )
 async def adjust_points(
     profile_id: ProfileId,
+    identity: IdentityDep,
     body: AdjustRequest,
     principal: LoyaltyWriter,
     loyalty: LoyaltyDep,
@@ -270,7 +294,7 @@ async def adjust_points(
     result = await loyalty.AdjustPoints(
         pb.AdjustPointsRequest(
             program_id=body.program_id,
-            profile_id=str(profile_id),
+            profile_id=await member_id(identity, profile_id, principal),
             points=body.points,
             actor=body.actor,
             reason=body.reason,
@@ -293,6 +317,7 @@ async def adjust_points(
 )
 async def reverse_order(
     profile_id: ProfileId,
+    identity: IdentityDep,
     body: ReverseRequest,
     principal: LoyaltyWriter,
     loyalty: LoyaltyDep,
@@ -301,7 +326,7 @@ async def reverse_order(
     result = await loyalty.ReverseOrder(
         pb.ReverseOrderRequest(
             program_id=body.program_id,
-            profile_id=str(profile_id),
+            profile_id=await member_id(identity, profile_id, principal),
             order_id=body.order_id,
             refund_minor=body.refund_minor,
             currency=body.currency or "",
@@ -321,6 +346,7 @@ async def reverse_order(
 )
 async def member_ledger(
     profile_id: ProfileId,
+    identity: IdentityDep,
     principal: LoyaltyReader,
     loyalty: LoyaltyDep,
     program_id: ProgramQuery = None,
@@ -329,7 +355,10 @@ async def member_ledger(
 ) -> LedgerPage:
     result = await loyalty.GetLedger(
         pb.GetLedgerRequest(
-            program_id=str(program_id or ""), profile_id=str(profile_id), page_size=limit, page_token=cursor or ""
+            program_id=str(program_id or ""),
+            profile_id=await member_id(identity, profile_id, principal),
+            page_size=limit,
+            page_token=cursor or "",
         ),
         metadata=tenant_metadata(principal.tenant_id),
     )

@@ -12,8 +12,17 @@ from fastapi import APIRouter, Path, Query, Response, status
 from gateway.auth import LoyaltyReader, LoyaltyWriter
 from gateway.errors import ProblemError
 from gateway.loyalty import REDEMPTION_STATUS, json_text, member_read, redemption_read, reward_pb, reward_read
-from gateway.resources import LoyaltyDep
-from gateway.routes.loyalty import READ_ERRORS, WRITE_ERRORS, CursorQuery, Limit, ProfileId, ProgramId, ProgramQuery
+from gateway.resources import IdentityDep, LoyaltyDep
+from gateway.routes.loyalty import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    CursorQuery,
+    Limit,
+    ProfileId,
+    ProgramId,
+    ProgramQuery,
+    member_id,
+)
 from gateway.routes.profile_admin import IdempotencyKey
 from gateway.schemas.rewards import (
     RedemptionCreate,
@@ -125,6 +134,7 @@ async def list_rewards(
 )
 async def redeem_reward(
     profile_id: ProfileId,
+    identity: IdentityDep,
     body: RedemptionCreate,
     response: Response,
     principal: LoyaltyWriter,
@@ -134,7 +144,7 @@ async def redeem_reward(
     result = await loyalty.RedeemReward(
         pb.RedeemRewardRequest(
             program_id=body.program_id,
-            profile_id=str(profile_id),
+            profile_id=await member_id(identity, profile_id, principal),
             reward_id=body.reward_id,
             quantity=body.quantity,
             shipping_address_json=json_text(body.shipping_address),
@@ -198,6 +208,7 @@ async def update_redemption(
 )
 async def member_redemptions(
     profile_id: ProfileId,
+    identity: IdentityDep,
     principal: LoyaltyReader,
     loyalty: LoyaltyDep,
     program_id: ProgramQuery = None,
@@ -206,7 +217,10 @@ async def member_redemptions(
 ) -> RedemptionPage:
     result = await loyalty.ListRewardRedemptions(
         pb.ListRewardRedemptionsRequest(
-            program_id=str(program_id or ""), profile_id=str(profile_id), page_size=limit, page_token=cursor or ""
+            program_id=str(program_id or ""),
+            profile_id=await member_id(identity, profile_id, principal),
+            page_size=limit,
+            page_token=cursor or "",
         ),
         metadata=tenant_metadata(principal.tenant_id),
     )

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from loyalty.domain import orders as order_rules
 from loyalty.domain import rules
+from loyalty.domain.programs import TRIGGER_EVENTS
 from loyalty.repo import coupons as coupon_repo
 from loyalty.repo import ledger, people
 from loyalty.repo import members as member_repo
@@ -61,11 +62,31 @@ def _props(event: event_pb2.Event) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# behaviour events loyalty reacts to whatever the programs say; custom rule triggers come on top
+_NAMES = frozenset({"Order Completed", "Order Refunded", "Order Cancelled", "Signed Up",
+                    *(name for names in TRIGGER_EVENTS.values() for name in names)})
+_CUSTOM_TRIGGERS = """
+    SELECT DISTINCT rule->>'trigger' AS name FROM programs, jsonb_array_elements(spec->'earn_rules') AS rule
+"""
+TRIGGER_REFRESH_SECONDS = 5
+
+
 class IdentityEvents:
     def __init__(self, clock: Clock, shards: int) -> None:
         self._clock = clock
         self._shards = shards
         self._programs = ProgramCache()
+        self._custom: frozenset[str] = frozenset()
+
+    async def refresh_triggers(self, pool: asyncpg.Pool) -> None:
+        """Learn the custom event names programs' rules use (a rule added on another replica counts
+        within TRIGGER_REFRESH_SECONDS)."""
+        self._custom = frozenset(r["name"] for r in await pool.fetch(_CUSTOM_TRIGGERS) if r["name"])
+
+    def accept(self, event: event_pb2.Event) -> bool:
+        """Worth a transaction: every non-track event consumed, and track events some rule or the
+        order/signup handling reacts to. The rest (page views, product views...) are acked unread."""
+        return event.type != "track" or event.name in _NAMES or event.name in self._custom
 
     async def handle(self, event: event_pb2.Event, conn: asyncpg.Connection) -> None:
         tenant = event.tenant_id
@@ -171,13 +192,18 @@ class IdentityEvents:
 
 
 def make_consumer(pool: asyncpg.Pool, redis: aioredis.Redis, clock: Clock, shards: int, *,
-                  group: str = GROUP) -> StreamConsumer:
-    """The consumer of identity's stream (group "loyalty"; tests may use their own)."""
+                  group: str = GROUP) -> tuple[StreamConsumer, IdentityEvents]:
+    """The consumer of identity's stream (group "loyalty"; tests may use their own) and its handler."""
     handler = IdentityEvents(clock, shards)
-    return StreamConsumer(redis=redis, pool=pool, group=group, producers=("identity",), shards=shards,
-                          handler=functools.partial(IdentityEvents.handle, handler), types=CONSUMED)
+    consumer = StreamConsumer(redis=redis, pool=pool, group=group, producers=("identity",), shards=shards,
+                              handler=functools.partial(IdentityEvents.handle, handler), types=CONSUMED,
+                              accept=handler.accept)
+    return consumer, handler
 
 
 async def install(runtime: Runtime, settings: LoyaltySettings) -> None:
-    """Start the identity-events consumer (it stops with `runtime`)."""
-    runtime.tasks.append(make_consumer(runtime.pool, runtime.redis, runtime.clock, settings.stream_shards).start())
+    """Start the identity-events consumer and its trigger refresh (they stop with `runtime`)."""
+    consumer, handler = make_consumer(runtime.pool, runtime.redis, runtime.clock, settings.stream_shards)
+    await handler.refresh_triggers(runtime.pool)
+    runtime.every(TRIGGER_REFRESH_SECONDS, lambda: handler.refresh_triggers(runtime.pool), name="loyalty-triggers")
+    runtime.tasks.append(consumer.start())

@@ -105,6 +105,7 @@ class StreamConsumer:
         handler: Handler,
         consumer: str | None = None,
         types: Iterable[str] | None = None,
+        accept: Callable[[event_pb2.Event], bool] | None = None,
         only_shards: Iterable[int] | None = None,
         max_deliveries: int = 5,
         block_ms: int = 1000,
@@ -126,6 +127,9 @@ class StreamConsumer:
             raise ValueError("a consumer needs at least one producer and one shard")
         self.handler = handler
         self.types = frozenset(types) if types is not None else None
+        # a cheap in-memory filter on the decoded event: rejected events are acked without touching
+        # the database (e.g. behaviour events nobody here reacts to)
+        self.accept = accept
         self.max_deliveries = max_deliveries
         self.block_ms = block_ms
         self.count = count
@@ -298,7 +302,8 @@ class StreamConsumer:
             deliveries = await self._deliveries(stream, message_id)
             await self._dead_letter(stream, message_id, fields, None, f"undecodable: {exc}", deliveries)
             return True
-        if self.types is not None and event.type not in self.types:
+        if (self.types is not None and event.type not in self.types) or (
+                self.accept is not None and not self.accept(event)):
             self.skipped_total += 1
             return True
         try:
