@@ -235,7 +235,7 @@ async def test_member_errors_are_problems(client, admin, tenant, db):
     assert assert_problem(bad_profile, 422, "validation_failed")["errors"][0]["pointer"] == "#/profile_id"
     assert_problem(missing_profile, 422, "validation_failed")
     assert_problem(read_only, 403, "insufficient_scope")
-    assert_problem(bad_path, 400, "invalid_request")
+    assert_problem(bad_path, 400, "invalid_identifier")  # neither a profile id nor type:value
     assert_problem(bad_query, 400, "invalid_request")
     assert_problem(ambiguous, 400, "program_id_required")
 
@@ -660,6 +660,7 @@ async def test_coupon_errors_are_problems(client, admin, tenant, db):
         ("post", f"/v1/coupons/{code}/reserve", {"profile_id": owner, "order_id": "o-1"}),
         ("post", f"/v1/coupons/{code}/redeem", {"profile_id": owner, "order_id": "o-1"}),
         ("post", f"/v1/coupons/{code}/release", {"order_id": "o-1"}),
+        ("post", f"/v1/coupons/{code}/revoke", {"reason": "fraud"}),
     ]
     for method, path, body in writes:
         denied = await client.request(method, path, headers=reader, json=body)
@@ -697,6 +698,11 @@ async def test_coupon_errors_are_problems(client, admin, tenant, db):
         (f"/v1/coupons/{code}/reserve", {"profile_id": owner, "order_id": "o-1", "hold_seconds": 10**9}),
         (f"/v1/coupons/{code}/redeem", {"profile_id": owner, "order_id": "o-1", "discount_minor": 100}),
         (f"/v1/coupons/{code}/release", {}),
+        (f"/v1/coupons/{code}/release", {"order_id": "o-1", "profile_id": "rachel"}),
+        (f"/v1/coupons/{code}/redeem", {"profile_id": owner, "order_id": "o-1", "order": {"order_id": "o-1"}}),
+        (f"/v1/coupons/{code}/revoke", {}),
+        (f"/v1/coupons/{code}/revoke", {"reason": ""}),
+        (f"/v1/coupons/{code}/revoke", {"reason": "x" * 501}),
     ]
     for path, body in bad_bodies:
         assert_problem(await client.post(path, headers=admin, json=body), 422, "validation_failed")
@@ -708,6 +714,96 @@ async def test_coupon_errors_are_problems(client, admin, tenant, db):
                                     headers=admin), 400, "invalid_request")
     # none of the refused calls changed the coupon
     assert (await client.get(f"/v1/coupons/{code}", headers=admin)).json() == coupon
+
+
+async def test_coupon_revoke_owner_only_release_priced_redeem_and_what_validate_says(client, tenant, db):
+    writer = await scoped_key(db, tenant, "loyalty:write", "loyalty:read")
+    percent = await create_campaign(client, writer, per_profile_limit=0)  # 10% off, min 200.00 CNY
+    gift = await create_campaign(client, writer, name="Tote", discount_type="gift", percent_off=0, min_order_minor=0,
+                                 gift_item_id="tote-bag", code_prefix="TOTE-", per_profile_limit=0)
+    rachel, stranger = new_profile(), new_profile()
+
+    async def issue(campaign: dict) -> str:
+        r = await client.post(f"/v1/coupon-campaigns/{campaign['id']}/issue", headers=writer,
+                              json={"profile_id": rachel})
+        assert r.status_code == 201, r.text
+        return r.json()["code"]
+
+    async def validate(code: str, profile: str = rachel, order: dict | None = None) -> dict:
+        r = await client.post(f"/v1/coupons/{code}/validate", headers=writer,
+                              json={"profile_id": profile, "order": order or cart("o-1", 25000)})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # validate says what the coupon gives, to its owner only
+    tote, ten = await issue(gift), await issue(percent)
+    shown = await validate(tote)
+    assert (shown["valid"], shown["discount_type"], shown["free_shipping"], shown["gift_item_id"]) == (
+        True, "gift", False, "tote-bag")
+    assert (await validate(ten))["discount_type"] == "percent_off"
+    hidden = await validate(tote, stranger)
+    assert (hidden["reason"], hidden["discount_type"], hidden["gift_item_id"]) == ("not_owner", None, None)
+
+    # release with a profile: only the owner
+    held = await client.post(f"/v1/coupons/{ten}/reserve", headers=writer, json={"profile_id": rachel,
+                                                                                 "order_id": "o-1"})
+    assert held.status_code == 200, held.text
+    foreign = await client.post(f"/v1/coupons/{ten}/release", headers=writer,
+                                json={"order_id": "o-1", "profile_id": stranger})
+    assert_problem(foreign, 403, "not_owner")
+    assert (await client.get(f"/v1/coupons/{ten}", headers=writer)).json()["state"] == "reserved"
+    released = await client.post(f"/v1/coupons/{ten}/release", headers=writer,
+                                 json={"order_id": "o-1", "profile_id": rachel})
+    assert released.status_code == 200 and released.json()["state"] == "issued", released.text
+
+    # redeem with the order: refused when it does not apply, else the service's discount wins
+    too_small = await client.post(f"/v1/coupons/{ten}/redeem", headers=writer,
+                                  json={"profile_id": rachel, "order_id": "o-2", "order": cart("o-2", 5000)})
+    assert_problem(too_small, 409, "min_order_not_met")
+    body = {"profile_id": rachel, "order_id": "o-2", "discount_minor": 1, "currency": "USD",
+            "order": cart("o-2", 25000)}
+    priced = await client.post(f"/v1/coupons/{ten}/redeem", headers={**writer, "Idempotency-Key": "pay-o-2"},
+                               json=body)
+    assert priced.status_code == 200, priced.text
+    assert (priced.json()["state"], priced.json()["discount_minor"], priced.json()["currency"]) == (
+        "redeemed", 2500, "CNY")
+    retried = await client.post(f"/v1/coupons/{ten}/redeem", headers={**writer, "Idempotency-Key": "pay-o-2"},
+                                json=body)
+    assert retried.json() == priced.json()
+    mismatch = await client.post(f"/v1/coupons/{tote}/redeem", headers=writer,
+                                 json={"profile_id": rachel, "order_id": "o-3", "order": cart("o-9", 100)})
+    assert_problem(mismatch, 400, "order_id_mismatch")
+
+    # revoke: Idempotency-Key honoured, actor defaults to the API key, final afterwards
+    path = f"/v1/coupons/{tote.lower()}/revoke"
+    revoked = await client.post(path, headers={**writer, "Idempotency-Key": "rv-1"}, json={"reason": "fraud"})
+    assert revoked.status_code == 200, revoked.text
+    gone = revoked.json()
+    assert (gone["state"], gone["revoke_reason"]) == ("revoked", "fraud")
+    assert gone["revoked_by"].startswith("api_key:") and gone["revoked_at"] is not None
+    again = await client.post(path, headers={**writer, "Idempotency-Key": "rv-1"}, json={"reason": "fraud"})
+    assert again.status_code == 200 and again.json() == gone
+    other_reason = await client.post(path, headers=writer, json={"reason": "other", "actor": "ops@example.com"})
+    assert other_reason.json() == gone  # revoking a revoked coupon changes nothing
+    assert (await client.get(f"/v1/coupons/{tote}", headers=writer)).json() == gone
+    dead = await validate(tote)
+    assert (dead["valid"], dead["reason"], dead["discount_type"]) == (False, "revoked", "gift")
+    for action, extra in (("reserve", {}), ("redeem", {})):
+        refused = await client.post(f"/v1/coupons/{tote}/{action}", headers=writer,
+                                    json={"profile_id": rachel, "order_id": "o-4", **extra})
+        assert_problem(refused, 409, "revoked")
+    assert_problem(await client.post(f"/v1/coupons/{ten}/revoke", headers=writer, json={"reason": "late"}), 409,
+                   "redeemed")
+    assert_problem(await client.post("/v1/coupons/NOPE-1/revoke", headers=writer, json={"reason": "x"}), 404,
+                   "coupon_not_found")
+    assert_problem(await client.post(f"/v1/coupons/{ten}/revoke", headers=writer, json={"reason": "   "}), 400,
+                   "invalid_reason")
+    by_ops = await client.post(f"/v1/coupons/{await issue(gift)}/revoke", headers=writer,
+                               json={"reason": "issued_by_mistake", "actor": "ops@example.com"})
+    assert by_ops.json()["revoked_by"] == "ops@example.com"
+    wallet = (await client.get(f"/v1/loyalty/members/{rachel}/coupons", params={"state": "revoked"},
+                               headers=writer)).json()
+    assert {c["code"] for c in wallet["coupons"]} == {tote, by_ops.json()["code"]}
 
 
 # ---- rewards -------------------------------------------------------------------------------------

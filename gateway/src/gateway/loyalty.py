@@ -9,7 +9,7 @@ import orjson
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from gateway.profiles import time_field
-from gateway.schemas.coupons import CampaignRead, CampaignWrite, CouponRead
+from gateway.schemas.coupons import CampaignRead, CampaignWrite, CouponRead, RedeemResult, ValidationResult
 from gateway.schemas.loyalty import (
     BalanceRead,
     BenefitRead,
@@ -421,6 +421,29 @@ def coupon_read(c: pb.Coupon) -> CouponRead:
         reserved_until=time_field(c, "reserved_until"),
         redeemed_order_id=_or_none(c.redeemed_order_id),
         redeemed_at=time_field(c, "redeemed_at"),
+        revoked_at=time_field(c, "revoked_at"),
+        revoke_reason=_or_none(c.revoke_reason),
+        revoked_by=_or_none(c.revoked_by),
+    )
+
+
+def validation_read(r: pb.ValidateCouponResponse) -> ValidationResult:
+    shown = r.HasField("coupon") and bool(r.coupon.code)  # only the owner sees the coupon and what it gives
+    return ValidationResult(
+        valid=r.valid,
+        reason=r.reason or None,
+        discount_minor=r.discount_minor,
+        currency=r.currency or None,
+        coupon=coupon_read(r.coupon) if shown else None,
+        discount_type=DISCOUNT_TYPE.name(r.discount_type) if shown and r.discount_type else None,
+        free_shipping=r.free_shipping,
+        gift_item_id=_or_none(r.gift_item_id),
+    )
+
+
+def redemption_result(r: pb.RedeemCouponResponse) -> RedeemResult:
+    return RedeemResult(
+        **coupon_read(r.coupon).model_dump(), discount_minor=r.discount_minor, currency=_or_none(r.currency)
     )
 
 

@@ -1,6 +1,7 @@
 """Coupons through gRPC against the real service: campaigns, generated and pooled codes, limits under
-concurrency, idempotent issue, validation, reserve -> redeem -> release, the expiry/reminder job,
-the helpers the identity-events consumer and rewards use, and tenant isolation."""
+concurrency, idempotent issue, validation, reserve -> redeem -> release, owner-only release, redeeming
+against an order, revoking, the expiry/reminder job, the helpers the identity-events consumer and
+rewards use, and tenant isolation."""
 
 from __future__ import annotations
 
@@ -71,8 +72,14 @@ def redeem(api, code, profile, order_id, discount=0, key=""):
                                                            idempotency_key=key))
 
 
-def release(api, code, order_id, key=""):
-    return api.call("ReleaseCoupon", pb.ReleaseCouponRequest(code=code, order_id=order_id, idempotency_key=key))
+def release(api, code, order_id, key="", profile=""):
+    return api.call("ReleaseCoupon", pb.ReleaseCouponRequest(code=code, order_id=order_id, idempotency_key=key,
+                                                             profile_id=profile))
+
+
+def revoke(api, code, reason="fraud", actor="ops@example.com", key=""):
+    return api.call("RevokeCoupon", pb.RevokeCouponRequest(code=code, reason=reason, actor=actor,
+                                                           idempotency_key=key))
 
 
 def order(order_id="o-1", total=10_000, currency="EUR", lines=()) -> pb.Order:
@@ -321,8 +328,21 @@ async def test_validate_gives_the_discount_for_the_order_and_changes_nothing(api
         r = await validate(api, free.code, rachel)
         assert (r.valid, r.discount_minor) == (True, 0)
 
+    # what each coupon gives, so checkout can show it without reading the campaign
+    gives = {c.code: (r.discount_type, r.free_shipping, r.gift_item_id)
+             for c in (p, a, s, g) for r in [await validate(api, c.code, rachel)]}
+    assert gives == {p.code: (pb.DISCOUNT_TYPE_PERCENT_OFF, False, ""),
+                     a.code: (pb.DISCOUNT_TYPE_AMOUNT_OFF, False, ""),
+                     s.code: (pb.DISCOUNT_TYPE_FREE_SHIPPING, True, ""),
+                     g.code: (pb.DISCOUNT_TYPE_GIFT, False, "tote-bag")}
+    too_small = await validate(api, p.code, rachel, order(total=4_000, lines=[("shoes", 4_000)]))
+    assert (too_small.valid, too_small.discount_type) == (False, pb.DISCOUNT_TYPE_PERCENT_OFF)  # said when invalid too
+
     stranger = await validate(api, p.code, person(), shoes)
     assert (stranger.valid, stranger.reason, stranger.HasField("coupon")) == (False, "not_owner", False)
+    assert (stranger.discount_type, stranger.gift_item_id) == (pb.DISCOUNT_TYPE_UNSPECIFIED, "")
+    stranger_gift = await validate(api, g.code, person())
+    assert (stranger_gift.discount_type, stranger_gift.gift_item_id) == (pb.DISCOUNT_TYPE_UNSPECIFIED, "")
     assert (await validate(api, "NO-SUCH-CODE", rachel)).reason == "not_found"
     await fails(validate(api, p.code, rachel, order(total=-1)), grpc.StatusCode.INVALID_ARGUMENT, "invalid_order")
     assert await db.fetchval("SELECT count(*) FROM coupons WHERE state <> 'issued'") == 0
@@ -427,6 +447,116 @@ async def test_a_live_hold_survives_expiry_and_its_release_expires_the_coupon(ap
     assert (await redeem(api, a.code, rachel, "cart-a")).coupon.state == pb.COUPON_STATE_REDEEMED
     assert (await release(api, b.code, "cart-b")).coupon.state == pb.COUPON_STATE_EXPIRED
     await fails(reserve(api, b.code, rachel, "cart-c"), grpc.StatusCode.FAILED_PRECONDITION, "expired")
+
+
+async def test_release_with_a_profile_is_refused_to_anyone_but_the_owner(api):
+    campaign = await make_campaign(api)
+    rachel = person()
+    coupon = await issue(api, campaign.id, rachel)
+    await reserve(api, coupon.code, rachel, "cart-1")
+
+    await fails(release(api, coupon.code, "cart-1", profile=person()), grpc.StatusCode.PERMISSION_DENIED,
+                "not_owner")
+    await fails(release(api, coupon.code, "cart-9", profile=person()), grpc.StatusCode.PERMISSION_DENIED,
+                "not_owner")  # whatever the hold: a stranger learns nothing
+    await fails(release(api, coupon.code, "cart-1", profile="not-a-uuid"), grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_profile_id")
+    still = await get_coupon(api, coupon.code)
+    assert (still.state, still.reserved_order_id) == (pb.COUPON_STATE_RESERVED, "cart-1")
+
+    released = (await release(api, coupon.code, "cart-1", profile=rachel)).coupon
+    assert released.state == pb.COUPON_STATE_ISSUED and not released.reserved_order_id
+    assert (await release(api, coupon.code, "cart-1", profile=rachel)).coupon.state == pb.COUPON_STATE_ISSUED
+
+
+async def test_redeem_with_the_order_checks_it_and_prices_the_discount_itself(api, db, redis):
+    campaign = await make_campaign(api, percent_off=20, categories=["shoes"], min_order_minor=5_000, currency="EUR")
+    rachel = person()
+    coupon = await issue(api, campaign.id, rachel)
+    shoes = order("order-1", total=12_000, lines=[("shoes", 8_000), ("socks", 4_000)])
+
+    def redeem_order(o, order_id="order-1", discount=999_999, key=""):
+        return api.call("RedeemCoupon", pb.RedeemCouponRequest(
+            code=coupon.code, profile_id=rachel, order_id=order_id, discount_minor=discount, currency="GBP",
+            order=o, idempotency_key=key))
+
+    for bad, reason in ((order("order-1", total=4_000, lines=[("shoes", 4_000)]), "min_order_not_met"),
+                        (order("order-1", total=9_000, lines=[("socks", 9_000)]), "no_eligible_lines"),
+                        (order("order-1", total=9_000, currency="USD", lines=[("shoes", 9_000)]),
+                         "currency_mismatch")):
+        await fails(redeem_order(bad), grpc.StatusCode.FAILED_PRECONDITION, reason)
+    await fails(redeem_order(order("order-2", total=12_000, lines=[("shoes", 8_000)])),
+                grpc.StatusCode.INVALID_ARGUMENT, "order_id_mismatch")
+    await fails(redeem_order(order("order-1", total=-5)), grpc.StatusCode.INVALID_ARGUMENT, "invalid_order")
+    assert (await get_coupon(api, coupon.code)).state == pb.COUPON_STATE_ISSUED  # refusals changed nothing
+
+    await reserve(api, coupon.code, rachel, "order-1")
+    done = await redeem_order(shoes, key="pay-1")
+    assert (done.coupon.state, done.discount_minor, done.currency) == (pb.COUPON_STATE_REDEEMED, 1_600, "EUR")
+    assert await redeem_order(shoes, key="pay-1") == done
+    again = await redeem_order(shoes)  # no key: the same order again is a no-op with the recorded discount
+    assert (again.discount_minor, again.currency) == (1_600, "EUR")
+    assert await db.fetchval("SELECT discount_minor FROM coupons WHERE code = $1", coupon.code) == 1_600
+    [event] = await wait_published(redis, api.tenant, rachel, "coupon.redeemed")
+    payload = events.CouponRedeemed()
+    event.payload.Unpack(payload)
+    assert (payload.discount_minor, payload.currency) == (1_600, "EUR")  # the caller's 999999 GBP is ignored
+
+    # without an order, the caller's figure is recorded as before; an order without order_id is this order
+    other = await issue(api, campaign.id, rachel)
+    plain = await redeem(api, other.code, rachel, "order-3", discount=700)
+    assert (plain.discount_minor, plain.currency) == (700, "EUR")
+    third = await issue(api, campaign.id, rachel)
+    priced = await api.call("RedeemCoupon", pb.RedeemCouponRequest(
+        code=third.code, profile_id=rachel, order_id="order-4",
+        order=pb.Order(total_minor=10_000, currency="EUR", lines=[pb.OrderLine(category="shoes",
+                                                                               amount_minor=10_000)])))
+    assert (priced.coupon.redeemed_order_id, priced.discount_minor) == ("order-4", 2_000)
+
+
+@pytest.mark.without_jobs  # the test runs the expiry pass itself
+async def test_revoked_coupons_are_final_and_keep_why_and_by_whom(api, db, pool, clock):
+    campaign = await make_campaign(api, validity_days=10)
+    rachel = person()
+    loose, held, used, old = [await issue(api, campaign.id, rachel) for _ in range(4)]
+    await reserve(api, held.code, rachel, "cart-1", hold=3600)
+    await redeem(api, used.code, rachel, "order-1")
+
+    first = (await revoke(api, loose.code.lower(), reason=" fraud ", key="rv-1")).coupon
+    assert (first.state, first.revoke_reason, first.revoked_by) == (pb.COUPON_STATE_REVOKED, "fraud",
+                                                                    "ops@example.com")
+    assert from_timestamp(first.revoked_at) == clock.now()
+    clock.advance(minutes=1)
+    assert (await revoke(api, loose.code, reason="fraud", key="rv-1")).coupon == first  # retried with its key
+    again = (await revoke(api, loose.code, reason="changed my mind", actor="someone@else"))
+    assert again.coupon == first  # revoking a revoked coupon changes nothing; the first reason stays
+
+    ended = (await revoke(api, held.code, reason="issued_by_mistake")).coupon
+    assert ended.state == pb.COUPON_STATE_REVOKED and not ended.reserved_order_id  # the hold ended
+    assert not ended.HasField("reserved_until")
+
+    for code in (loose.code, held.code):
+        assert (await validate(api, code, rachel, order("cart-1"))).reason == "revoked"
+        await fails(reserve(api, code, rachel, "cart-2"), grpc.StatusCode.FAILED_PRECONDITION, "revoked")
+        await fails(redeem(api, code, rachel, "cart-1"), grpc.StatusCode.FAILED_PRECONDITION, "revoked")
+        assert (await release(api, code, "cart-1")).coupon.state == pb.COUPON_STATE_REVOKED
+    await fails(revoke(api, used.code), grpc.StatusCode.FAILED_PRECONDITION, "redeemed")
+    await fails(revoke(api, "NO-SUCH-CODE"), grpc.StatusCode.NOT_FOUND, "coupon_not_found")
+    await fails(revoke(api, old.code, reason=""), grpc.StatusCode.INVALID_ARGUMENT, "invalid_reason")
+    await fails(revoke(api, old.code, actor=" "), grpc.StatusCode.INVALID_ARGUMENT, "invalid_actor")
+    await fails(revoke(api, "", actor=" "), grpc.StatusCode.INVALID_ARGUMENT, "invalid_code")
+
+    wallet = await api.call("ListCoupons", pb.ListCouponsRequest(profile_id=rachel,
+                                                                 states=[pb.COUPON_STATE_REVOKED]))
+    assert {c.code for c in wallet.coupons} == {loose.code, held.code}
+    assert all(c.revoke_reason for c in wallet.coupons)
+    clock.advance(days=11)  # past every expiry: revoked stays revoked, the overdue one cannot be revoked
+    assert (await get_coupon(api, loose.code)).state == pb.COUPON_STATE_REVOKED
+    await fails(revoke(api, old.code), grpc.StatusCode.FAILED_PRECONDITION, "expired")
+    assert (await coupon_jobs.expire_and_remind(pool, clock, SHARDS)).expired == 1  # only the overdue one
+    states = dict(await db.fetch("SELECT code, state FROM coupons WHERE profile_id = $1", rachel))
+    assert states == {loose.code: "revoked", held.code: "revoked", used.code: "redeemed", old.code: "expired"}
+    assert (await get_campaign(api, campaign.id)).redeemed_count == 1
 
 
 async def test_wallet_lists_newest_first_by_state_with_pagination(api, clock):
@@ -557,9 +687,13 @@ async def test_merge_erase_and_redeem_for_order_helpers(api, db, redis, clock):
                                         now=now, shards=SHARDS)
     assert reward.code == again.code and reward.source == "reward"
 
+    await revoke(api, pool_code.code, reason="fraud by this person")  # a note about them, erased with them
     async with db.transaction():
         assert await coupon_repo.erase_profile(db, tenant, known) == 4
     assert not (await api.call("ListCoupons", pb.ListCouponsRequest(profile_id=known))).coupons
+    kept = await db.fetchrow("SELECT state, revoke_reason, revoked_by, revoked_at FROM coupons WHERE code = $1",
+                             pool_code.code)
+    assert tuple(kept) == ("erased", "", "", None)
     await fails(get_coupon(api, pool_code.code), grpc.StatusCode.NOT_FOUND, "coupon_not_found")
     # the erased person's pool code stays consumed: never issued again nor re-loadable
     await fails(issue(api, pooled.id, person()), grpc.StatusCode.RESOURCE_EXHAUSTED, "pool_empty")
@@ -577,6 +711,7 @@ async def test_another_tenant_cannot_see_validate_or_redeem_a_code(api, api_for)
     await fails(get_campaign(other, campaign.id), grpc.StatusCode.NOT_FOUND, "campaign_not_found")
     assert (await validate(other, coupon.code, rachel)).reason == "not_found"
     await fails(redeem(other, coupon.code, rachel, "o-1"), grpc.StatusCode.NOT_FOUND, "coupon_not_found")
+    await fails(revoke(other, coupon.code), grpc.StatusCode.NOT_FOUND, "coupon_not_found")
     await fails(issue(other, campaign.id, rachel), grpc.StatusCode.NOT_FOUND, "campaign_not_found")
     assert not (await other.call("ListCoupons", pb.ListCouponsRequest(profile_id=rachel))).coupons
     assert not (await other.call("ListCouponCampaigns", pb.ListCouponCampaignsRequest())).campaigns

@@ -205,3 +205,52 @@ def test_campaign_checks_name_the_bad_field(changes, field):
 def test_a_sensible_campaign_passes_the_checks():
     rules.check_campaign(campaign(code_prefix="welcome-", max_issued=10, per_profile_limit=1, validity_days=30,
                                   valid_from=to_timestamp(NOW), valid_until=to_timestamp(NOW + timedelta(days=1))))
+
+
+def test_only_coupons_still_usable_can_be_revoked():
+    later, earlier = NOW + timedelta(days=1), NOW - timedelta(seconds=1)
+    assert rules.revoke_refusal(rules.ISSUED, later, None, NOW) is None
+    assert rules.revoke_refusal(rules.RESERVED, later, NOW + timedelta(minutes=5), NOW) is None
+    assert rules.revoke_refusal(rules.RESERVED, earlier, NOW + timedelta(minutes=5), NOW) is None  # live hold
+    assert rules.revoke_refusal(rules.REDEEMED, later, None, NOW) == "redeemed"
+    assert rules.revoke_refusal(rules.EXPIRED, earlier, None, NOW) == "expired"
+    assert rules.revoke_refusal(rules.ISSUED, earlier, None, NOW) == "expired"  # overdue, job not run yet
+    assert rules.revoke_refusal(rules.RESERVED, earlier, earlier, NOW) == "expired"  # lapsed hold, overdue
+    assert rules.revoke_refusal(rules.REVOKED, later, None, NOW) is None  # a no-op the caller handles
+
+
+def test_a_revoked_coupon_is_unusable_even_for_its_owner():
+    assert use(facts(state=rules.REVOKED)) == "revoked"
+    assert use(facts(state=rules.REVOKED), profile_id=YOU) == "not_owner"
+
+
+@pytest.mark.parametrize(("reason", "actor", "field"), [
+    ("", "ops@example.com", "reason"), ("   ", "ops@example.com", "reason"), ("x" * 501, "ops", "reason"),
+    ("fraud", "", "actor"), ("fraud", "a" * 201, "actor"),
+])
+def test_revoking_needs_a_reason_and_an_actor(reason, actor, field):
+    with pytest.raises(InvalidArgument) as err:
+        rules.check_revoke(reason, actor)
+    assert (err.value.code, err.value.extra["field"]) == (f"invalid_{field}", field)
+
+
+def test_revoke_reason_and_actor_are_stripped():
+    assert rules.check_revoke("  fraud ", " ops@example.com ") == ("fraud", "ops@example.com")
+
+
+def test_offer_names_the_benefit_of_each_discount_type():
+    assert rules.offer(campaign()) == rules.Offer(pb.DISCOUNT_TYPE_PERCENT_OFF, False, "")
+    assert rules.offer(campaign(discount_type=pb.DISCOUNT_TYPE_FREE_SHIPPING, percent_off=0)) == rules.Offer(
+        pb.DISCOUNT_TYPE_FREE_SHIPPING, True, "")
+    assert rules.offer(campaign(discount_type=pb.DISCOUNT_TYPE_GIFT, percent_off=0, gift_item_id="tote")) == (
+        rules.Offer(pb.DISCOUNT_TYPE_GIFT, False, "tote"))
+    # a gift item left on a campaign that is not a gift is not offered
+    assert rules.offer(campaign(gift_item_id="tote")).gift_item_id == ""
+
+
+def test_orders_with_negative_amounts_are_refused():
+    rules.check_order(order(100, lines=[("shoes", 100)]))
+    for bad in (order(-1), order(100, lines=[("shoes", -5)])):
+        with pytest.raises(InvalidArgument) as err:
+            rules.check_order(bad)
+        assert err.value.code == "invalid_order"

@@ -1,5 +1,5 @@
-"""Coupon API: campaigns and their code pools, issuing coupons to profiles, and checkout (validate,
-reserve, redeem, release), plus a member's coupon wallet. Reads need `loyalty:read`, changes
+"""Coupon API: campaigns and their code pools, issuing coupons to profiles, checkout (validate,
+reserve, redeem, release), revoking, plus a member's coupon wallet. Reads need `loyalty:read`, changes
 `loyalty:write` (or `admin`). Every POST that changes state honours `Idempotency-Key`."""
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from gateway.auth import LoyaltyReader, LoyaltyWriter
-from gateway.loyalty import COUPON_STATE, campaign_pb, campaign_read, coupon_read, order_pb
+from gateway.loyalty import (
+    COUPON_STATE,
+    campaign_pb,
+    campaign_read,
+    coupon_read,
+    order_pb,
+    redemption_result,
+    validation_read,
+)
 from gateway.resources import LoyaltyDep
 from gateway.routes.loyalty import READ_ERRORS, WRITE_ERRORS, CursorQuery, Limit, ProfileId
 from gateway.routes.profile_admin import IdempotencyKey
@@ -26,8 +34,10 @@ from gateway.schemas.coupons import (
     CouponState,
     IssueRequest,
     RedeemRequest,
+    RedeemResult,
     ReleaseRequest,
     ReserveRequest,
+    RevokeRequest,
     ValidateRequest,
     ValidationResult,
 )
@@ -178,7 +188,8 @@ async def get_coupon(code: CodePath, principal: LoyaltyReader, loyalty: LoyaltyD
     response_model=ValidationResult,
     responses=WRITE_ERRORS,
     summary="Whether the coupon applies to an order, and the discount (changes nothing)",
-    description="Always 200 for a well-formed request: an unusable coupon is `valid: false` with a stable `reason`.",
+    description="Always 200 for a well-formed request: an unusable coupon is `valid: false` with a stable `reason`. "
+    "To its owner it also says what the coupon gives (`discount_type`, `free_shipping`, `gift_item_id`).",
 )
 async def validate_coupon(
     code: CodePath, body: ValidateRequest, principal: LoyaltyReader, loyalty: LoyaltyDep
@@ -187,13 +198,7 @@ async def validate_coupon(
         pb.ValidateCouponRequest(code=code, profile_id=body.profile_id, order=order_pb(body.order)),
         metadata=tenant_metadata(principal.tenant_id),
     )
-    return ValidationResult(
-        valid=result.valid,
-        reason=result.reason or None,
-        discount_minor=result.discount_minor,
-        currency=result.currency or None,
-        coupon=coupon_read(result.coupon) if result.HasField("coupon") and result.coupon.code else None,
-    )
+    return validation_read(result)
 
 
 @router.post(
@@ -226,10 +231,12 @@ async def reserve_coupon(
 
 @router.post(
     "/v1/coupons/{code}/redeem",
-    response_model=CouponRead,
+    response_model=RedeemResult,
     responses=WRITE_ERRORS,
     summary="Consume the coupon for an order (issued, or reserved for the same order)",
-    description="Emits `coupon.redeemed`. Send `Idempotency-Key`: a retry returns the redeemed coupon.",
+    description="Emits `coupon.redeemed`. With `order`, the coupon must apply to it (409 with the validation "
+    "reason otherwise) and the service computes the discount; without, `discount_minor` is recorded as sent. "
+    "Send `Idempotency-Key`: a retry returns the redeemed coupon.",
 )
 async def redeem_coupon(
     code: CodePath,
@@ -237,19 +244,19 @@ async def redeem_coupon(
     principal: LoyaltyWriter,
     loyalty: LoyaltyDep,
     idempotency_key: IdempotencyKey = None,
-) -> CouponRead:
-    result = await loyalty.RedeemCoupon(
-        pb.RedeemCouponRequest(
-            code=code,
-            profile_id=body.profile_id,
-            order_id=body.order_id,
-            discount_minor=body.discount_minor,
-            currency=body.currency or "",
-            idempotency_key=idempotency_key or "",
-        ),
-        metadata=tenant_metadata(principal.tenant_id),
+) -> RedeemResult:
+    request = pb.RedeemCouponRequest(
+        code=code,
+        profile_id=body.profile_id,
+        order_id=body.order_id,
+        discount_minor=body.discount_minor,
+        currency=body.currency or "",
+        idempotency_key=idempotency_key or "",
     )
-    return coupon_read(result.coupon)
+    if body.order is not None:
+        request.order.CopyFrom(order_pb(body.order))
+    result = await loyalty.RedeemCoupon(request, metadata=tenant_metadata(principal.tenant_id))
+    return redemption_result(result)
 
 
 @router.post(
@@ -257,6 +264,7 @@ async def redeem_coupon(
     response_model=CouponRead,
     responses=WRITE_ERRORS,
     summary="Release a reservation (checkout abandoned): the coupon is issued again",
+    description="With `profile_id`, only the coupon's owner may release it (403 `not_owner`).",
 )
 async def release_coupon(
     code: CodePath,
@@ -266,7 +274,40 @@ async def release_coupon(
     idempotency_key: IdempotencyKey = None,
 ) -> CouponRead:
     result = await loyalty.ReleaseCoupon(
-        pb.ReleaseCouponRequest(code=code, order_id=body.order_id, idempotency_key=idempotency_key or ""),
+        pb.ReleaseCouponRequest(
+            code=code,
+            order_id=body.order_id,
+            profile_id=body.profile_id or "",
+            idempotency_key=idempotency_key or "",
+        ),
+        metadata=tenant_metadata(principal.tenant_id),
+    )
+    return coupon_read(result.coupon)
+
+
+@router.post(
+    "/v1/coupons/{code}/revoke",
+    response_model=CouponRead,
+    responses=WRITE_ERRORS,
+    summary="Revoke an issued or reserved coupon for good (reason and actor kept)",
+    description="A live reservation ends; the coupon then validates as `revoked` and cannot be reserved or "
+    "redeemed. Revoking a revoked coupon returns it unchanged; 409 `redeemed` / `expired` for coupons past use. "
+    "`actor` defaults to the API key. Honours `Idempotency-Key`.",
+)
+async def revoke_coupon(
+    code: CodePath,
+    body: RevokeRequest,
+    principal: LoyaltyWriter,
+    loyalty: LoyaltyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CouponRead:
+    result = await loyalty.RevokeCoupon(
+        pb.RevokeCouponRequest(
+            code=code,
+            reason=body.reason,
+            actor=body.actor or f"api_key:{principal.key_id}",
+            idempotency_key=idempotency_key or "",
+        ),
         metadata=tenant_metadata(principal.tenant_id),
     )
     return coupon_read(result.coupon)

@@ -1,5 +1,6 @@
-"""Coupon API shapes: campaigns (discount, validity, limits, code source), code pools, issued coupons
-and the checkout calls (validate, reserve, redeem, release). Money is integer minor units + currency."""
+"""Coupon API shapes: campaigns (discount, validity, limits, code source), code pools, issued coupons,
+the checkout calls (validate, reserve, redeem, release) and revoking. Money is integer minor units +
+currency."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from gateway.schemas.loyalty import (
     Source,
     Text200,
     Uuid,
+    text,
 )
 
 DiscountType = Literal["percent_off", "amount_off", "free_shipping", "gift"]
@@ -32,6 +34,7 @@ CouponState = Literal["issued", "reserved", "redeemed", "expired", "revoked"]
 # what a coupon code may look like in a path or a pool upload: printable, no spaces or slashes
 # codes are case-insensitive (stored upper case): 1..64 of letters, digits, _ - ., starting with a letter or digit
 CouponCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+RevokeReason = text(500, min_length=1)
 
 CAMPAIGN_EXAMPLE: dict[str, Any] = {
     "name": "Welcome 10% off",
@@ -162,6 +165,9 @@ class CouponRead(BaseModel):
     reserved_until: datetime | None
     redeemed_order_id: str | None = Field(description="set once redeemed")
     redeemed_at: datetime | None
+    revoked_at: datetime | None = Field(None, description="set once revoked")
+    revoke_reason: str | None = Field(None, description="why it was revoked")
+    revoked_by: str | None = Field(None, description="who revoked it")
 
 
 class CouponPage(BaseModel):
@@ -195,6 +201,11 @@ class ValidationResult(BaseModel):
     discount_minor: int = Field(description="discount on this order, minor units of the order currency")
     currency: str | None
     coupon: CouponRead | None
+    discount_type: DiscountType | None = Field(
+        None, description="what the coupon gives, whether valid or not (null when `coupon` is)"
+    )
+    free_shipping: bool = Field(False, description="the coupon gives free shipping")
+    gift_item_id: str | None = Field(None, description='the gift item of a "gift" coupon, e.g. a free tote bag')
 
 
 class ReserveRequest(BaseModel):
@@ -229,17 +240,47 @@ class RedeemRequest(BaseModel):
 
     profile_id: Uuid
     order_id: ExternalId
-    discount_minor: Minor = Field(0, description="discount actually granted (reported in coupon.redeemed)")
-    currency: Currency | None = Field(None, description="required with discount_minor; " + CURRENCY_DESCRIPTION)
+    discount_minor: Minor = Field(
+        0, description="discount actually granted (reported in coupon.redeemed); ignored with `order`"
+    )
+    currency: Currency | None = Field(
+        None, description="required with discount_minor; ignored with `order`; " + CURRENCY_DESCRIPTION
+    )
+    order: OrderIn | None = Field(
+        None,
+        description="the order: the coupon must apply to it (409 with the validation reason, e.g. "
+        "`min_order_not_met`, otherwise) and the service computes the discount; its order_id must be `order_id`",
+    )
 
     @model_validator(mode="after")
     def _currency(self) -> RedeemRequest:
-        if self.discount_minor and not self.currency:
+        if self.discount_minor and not self.currency and self.order is None:
             raise ValueError("discount_minor needs a currency")
         return self
 
 
+class RedeemResult(CouponRead):
+    """The redeemed coupon and the discount recorded for it."""
+
+    discount_minor: int = Field(description="the discount recorded: computed by the service when an order was sent")
+    currency: str | None
+
+
 class ReleaseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"order_id": "o-1001"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"order_id": "o-1001", "profile_id": "01936f6e-2c51-7c3a-9d5e-0b2a4c6d8e10"}]},
+    )
 
     order_id: ExternalId
+    profile_id: Uuid | None = Field(None, description="when given, only the coupon's owner may release it (403)")
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "fraud: code shared publicly", "actor": "ops@example.com"}]},
+    )
+
+    reason: RevokeReason = Field(description="why; kept on the coupon")
+    actor: Label | None = Field(None, description="who: operator id or email (default: the API key)")

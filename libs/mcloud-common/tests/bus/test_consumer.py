@@ -355,3 +355,41 @@ def test_consumer_needs_streams_and_sane_limits():
         StreamConsumer(**deps, producers=["p"], shards=2, max_deliveries=0)
     only = StreamConsumer(**deps, producers=["identity", "loyalty"], shards=8, only_shards=[1, 5])
     assert only.streams == ["events.identity.1", "events.identity.5", "events.loyalty.1", "events.loyalty.5"]
+
+
+async def test_batch_handler_applies_a_streams_entries_in_one_transaction_exactly_once(
+    bus_pool, redis, producer, make_event, recording_handler
+):
+    batches: list[list[str]] = []
+
+    async def batch(events, conn) -> None:
+        batches.append([e.id for e in events])
+        for event in events:
+            await recording_handler(event, conn)
+
+    events = [make_event("chandler") for _ in range(6)]
+    await publish(redis, events, producer, 2)
+    await publish(redis, events[:2], producer, 2)  # re-sent: applied once all the same
+    consumer = _consumer(redis, bus_pool, producer, recording_handler, batch_handler=batch, count=100)
+    await _until_idle(consumer)
+    assert await _effects(bus_pool) == [e.id for e in events]  # in publish order
+    assert batches == [[e.id for e in events]] and consumer.batches_total == 1
+    assert consumer.duplicates_total == 2 and sum((await consumer.lag()).values()) == 0
+
+
+async def test_a_failing_batch_falls_back_to_one_by_one_and_keeps_its_retry_semantics(
+    bus_pool, redis, producer, make_event, recording_handler
+):
+    async def batch(events, conn) -> None:
+        for event in events:
+            await recording_handler(event, conn)
+        raise RuntimeError("one of them is bad")
+
+    good = [make_event("phoebe") for _ in range(3)]
+    await publish(redis, good, producer, 2)
+    recording_handler.calls.clear()
+    consumer = _consumer(redis, bus_pool, producer, recording_handler, batch_handler=batch, count=100)
+    await _until_idle(consumer)
+    # the batch's writes were rolled back; the one-by-one path applied each event once
+    assert await _effects(bus_pool) == [e.id for e in good]
+    assert consumer.batches_total == 0 and consumer.handled_total == 3

@@ -118,6 +118,11 @@ class IdentityEvents:
                 log.info("event skipped by program", event_id=event.id, program_id=program.id, code=exc.code,
                          detail=exc.detail)
 
+    async def handle_batch(self, events: list[event_pb2.Event], conn: asyncpg.Connection) -> None:
+        """A stream's events of one read, in order, in the consumer's one transaction."""
+        for event in events:
+            await self.handle(event, conn)
+
     async def track(self, conn: asyncpg.Connection, tenant: str, program: pb.Program, event: event_pb2.Event) -> None:
         name, profile_id, now = event.name, event.profile_id, self._clock.now()
         props = _props(event)
@@ -197,7 +202,8 @@ def make_consumer(pool: asyncpg.Pool, redis: aioredis.Redis, clock: Clock, shard
     handler = IdentityEvents(clock, shards)
     consumer = StreamConsumer(redis=redis, pool=pool, group=group, producers=("identity",), shards=shards,
                               handler=functools.partial(IdentityEvents.handle, handler), types=CONSUMED,
-                              accept=handler.accept)
+                              accept=handler.accept,
+                              batch_handler=functools.partial(IdentityEvents.handle_batch, handler))
     return consumer, handler
 
 

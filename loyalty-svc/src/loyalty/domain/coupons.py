@@ -13,6 +13,9 @@ Rules worth knowing (a reviewer's checklist):
   A live reservation is honoured to its end even if the coupon's expiry passes meanwhile, so a
   checkout that started in time can still complete.
 - Ownership is checked before anything else, so a stranger's probe learns nothing about the state.
+- Revoking is final and only for coupons still usable (ISSUED, or RESERVED: the hold ends); a
+  REDEEMED or EXPIRED coupon is past that. A revoked coupon validates as "revoked" and is never
+  reserved or redeemed again.
 - Discounts: percent_off of the eligible amount rounded half up; amount_off capped at the eligible
   amount; free shipping and gifts are valid with a 0 discount. The eligible amount is the order total
   (or the sum of its lines when the total is 0) without a category filter, else the sum of the lines
@@ -68,6 +71,9 @@ R_REVOKED = "revoked"
 MIN_ORDER_NOT_MET = "min_order_not_met"
 NO_ELIGIBLE_LINES = "no_eligible_lines"
 CURRENCY_MISMATCH = "currency_mismatch"
+
+MAX_REVOKE_REASON_LENGTH = 500
+MAX_ACTOR_LENGTH = 200
 
 _CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-.]*$")
 _PREFIX_RE = re.compile(r"^[A-Z0-9_\-.]*$")
@@ -160,6 +166,50 @@ def usability(coupon: CouponFacts, *, profile_id: str, order_id: str, now: datet
     if valid_from is not None and now < valid_from:
         return NOT_STARTED
     return None
+
+
+def revoke_refusal(state: str, expires_at: datetime | None, reserved_until: datetime | None,
+                   now: datetime) -> str | None:
+    """Why a coupon stored in `state` cannot be revoked at `now` ("redeemed", "expired"), or None.
+    An already REVOKED coupon is None: revoking again is a no-op the caller handles."""
+    current = effective_state(state, expires_at, reserved_until, now)
+    if current == REDEEMED:
+        return R_REDEEMED
+    if current == EXPIRED:
+        return R_EXPIRED
+    return None
+
+
+def check_revoke(reason: str, actor: str) -> tuple[str, str]:
+    """(reason, actor) stripped, or INVALID_ARGUMENT naming the one that is missing or too long."""
+    reason, actor = reason.strip(), actor.strip()
+    for field, value, most in (("reason", reason, MAX_REVOKE_REASON_LENGTH), ("actor", actor, MAX_ACTOR_LENGTH)):
+        if not value:
+            raise InvalidArgument(f"{field} is required", code=f"invalid_{field}", field=field)
+        if len(value) > most:
+            raise InvalidArgument(f"{field}: at most {most} characters", code=f"invalid_{field}", field=field)
+    return reason, actor
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a campaign's coupon gives, as checkout shows it."""
+
+    discount_type: int
+    free_shipping: bool
+    gift_item_id: str
+
+
+def offer(campaign: pb.CouponCampaign) -> Offer:
+    """The kind of benefit of `campaign`: its discount type, free shipping, the gift item of a gift."""
+    gift = campaign.gift_item_id if campaign.discount_type == pb.DISCOUNT_TYPE_GIFT else ""
+    return Offer(campaign.discount_type, campaign.discount_type == pb.DISCOUNT_TYPE_FREE_SHIPPING, gift)
+
+
+def check_order(order: pb.Order, field: str = "order") -> None:
+    """INVALID_ARGUMENT when an order carries negative amounts."""
+    if order.total_minor < 0 or any(line.amount_minor < 0 for line in order.lines):
+        raise InvalidArgument("order amounts cannot be negative", code="invalid_order", field=field)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Coupon campaigns and coupons: UpsertCouponCampaign, GetCouponCampaign, ListCouponCampaigns,
 AddCouponCodes, IssueCoupon, GetCoupon, ValidateCoupon, ReserveCoupon, RedeemCoupon, ReleaseCoupon,
-ListCoupons.
+RevokeCoupon, ListCoupons.
 
 Errors callers can rely on (the `mcloud-error-code` trailer): NOT_FOUND campaign_not_found /
 coupon_not_found; RESOURCE_EXHAUSTED campaign_exhausted / profile_limit_reached / pool_empty;
 FAILED_PRECONDITION campaign_not_active, not_a_pool_campaign, code_source_immutable and the usage
-reasons (not_started, expired, redeemed, reserved, revoked); PERMISSION_DENIED not_owner (a coupon
-used by a profile that does not own it). ValidateCoupon never fails for those: it answers them as
+reasons (not_started, expired, redeemed, reserved, revoked; with a RedeemCoupon order, also
+min_order_not_met, no_eligible_lines, currency_mismatch); PERMISSION_DENIED not_owner (a coupon
+used or released by a profile that does not own it). ValidateCoupon never fails for those: it answers them as
 `reason`.
 """
 
@@ -93,8 +94,7 @@ class CouponsApi(ServicerBase):
         code = _code(request.code)
         require_uuid(request.profile_id, "profile_id")
         order = request.order
-        if order.total_minor < 0 or any(line.amount_minor < 0 for line in order.lines):
-            raise InvalidArgument("order amounts cannot be negative", code="invalid_order", field="order")
+        rules.check_order(order)
         async with self._pool.acquire() as conn:
             return await coupon_repo.validate(conn, tenant, code, request.profile_id, order, now=self._clock.now())
 
@@ -120,15 +120,22 @@ class CouponsApi(ServicerBase):
         code = _code(request.code)
         require_uuid(request.profile_id, "profile_id")
         order_id = _order_id(request.order_id)
-        if request.discount_minor < 0:
+        order = request.order if request.HasField("order") else None
+        if order is not None:  # the service prices the discount: the caller's figure is ignored
+            rules.check_order(order)
+            if order.order_id and order.order_id != order_id:
+                raise InvalidArgument("order.order_id must equal order_id", code="order_id_mismatch",
+                                      field="order.order_id")
+        elif request.discount_minor < 0:
             raise InvalidArgument("discount_minor cannot be negative", code="invalid_discount_minor",
                                   field="discount_minor")
         async with self._pool.acquire() as conn:
             async def run() -> pb.RedeemCouponResponse:
-                coupon, _ = await coupon_repo.redeem(conn, tenant, code, request.profile_id, order_id,
-                                                     request.discount_minor, request.currency,
-                                                     now=self._clock.now(), shards=self._shards)
-                return pb.RedeemCouponResponse(coupon=coupon)
+                done = await coupon_repo.redeem(conn, tenant, code, request.profile_id, order_id,
+                                                request.discount_minor, request.currency, order=order,
+                                                now=self._clock.now(), shards=self._shards)
+                return pb.RedeemCouponResponse(coupon=done.coupon, discount_minor=done.discount_minor,
+                                               currency=done.currency)
 
             return await once(conn, tenant, "RedeemCoupon", request.idempotency_key, pb.RedeemCouponResponse, run)
 
@@ -136,12 +143,27 @@ class CouponsApi(ServicerBase):
         tenant = tenant_id(context)
         code = _code(request.code)
         order_id = _order_id(request.order_id)
+        if request.profile_id:
+            require_uuid(request.profile_id, "profile_id")
         async with self._pool.acquire() as conn:
             async def run() -> pb.ReleaseCouponResponse:
-                coupon = await coupon_repo.release(conn, tenant, code, order_id, now=self._clock.now())
+                coupon = await coupon_repo.release(conn, tenant, code, order_id, profile_id=request.profile_id,
+                                                   now=self._clock.now())
                 return pb.ReleaseCouponResponse(coupon=coupon)
 
             return await once(conn, tenant, "ReleaseCoupon", request.idempotency_key, pb.ReleaseCouponResponse, run)
+
+    async def RevokeCoupon(self, request: pb.RevokeCouponRequest, context: Context):
+        tenant = tenant_id(context)
+        code = _code(request.code)
+        reason, actor = rules.check_revoke(request.reason, request.actor)
+        async with self._pool.acquire() as conn:
+            async def run() -> pb.RevokeCouponResponse:
+                coupon = await coupon_repo.revoke(conn, tenant, code, reason=reason, actor=actor,
+                                                  now=self._clock.now())
+                return pb.RevokeCouponResponse(coupon=coupon)
+
+            return await once(conn, tenant, "RevokeCoupon", request.idempotency_key, pb.RevokeCouponResponse, run)
 
     async def ListCoupons(self, request: pb.ListCouponsRequest, context: Context):
         tenant = tenant_id(context)

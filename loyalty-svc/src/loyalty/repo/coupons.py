@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -87,6 +88,9 @@ def coupon_message(row: asyncpg.Record, now: datetime) -> pb.Coupon:
     if state == rules.RESERVED:
         c.reserved_order_id = row["reserved_order_id"]
         _ts(c.reserved_until, row["reserved_until"])
+    if state == rules.REVOKED:
+        _ts(c.revoked_at, row["revoked_at"])
+        c.revoke_reason, c.revoked_by = row["revoke_reason"], row["revoked_by"]
     return c
 
 
@@ -470,8 +474,11 @@ async def validate(conn: asyncpg.Connection, tenant: str, code: str, profile_id:
                                tenant, row["campaign_id"])
     reason = rules.usability(_facts(row), profile_id=profile_id, order_id=order.order_id, now=now,
                              valid_from=camp["valid_from"], valid_until=camp["valid_until"])
-    response = pb.ValidateCouponResponse(coupon=coupon_message(row, now))
-    outcome = rules.order_discount(campaign_message(camp), order)
+    campaign = campaign_message(camp)
+    offer = rules.offer(campaign)
+    response = pb.ValidateCouponResponse(coupon=coupon_message(row, now), discount_type=offer.discount_type,
+                                         free_shipping=offer.free_shipping, gift_item_id=offer.gift_item_id)
+    outcome = rules.order_discount(campaign, order)
     response.currency = outcome.currency
     if reason is None:
         reason = outcome.reason
@@ -526,21 +533,40 @@ async def reserve(conn: asyncpg.Connection, tenant: str, code: str, profile_id: 
         return coupon_message(row, now)
 
 
+@dataclass(frozen=True)
+class Redemption:
+    """The outcome of redeem: the coupon, whether this call redeemed it, and the discount recorded."""
+
+    coupon: pb.Coupon
+    redeemed_now: bool
+    discount_minor: int
+    currency: str
+
+
 async def redeem(conn: asyncpg.Connection, tenant: str, code: str, profile_id: str, order_id: str,
-                 discount_minor: int, currency: str, *, now: datetime, shards: int) -> tuple[pb.Coupon, bool]:
+                 discount_minor: int, currency: str, *, now: datetime, shards: int,
+                 order: pb.Order | None = None) -> Redemption:
     """Consume the coupon for `order_id` (ISSUED, or RESERVED for this order) and emit coupon.redeemed.
-    (coupon, True) when redeemed now; (coupon, False) when it already was, for this same order.
+    With `order`, the coupon must apply to it and the discount is computed here (`discount_minor` and
+    `currency` are ignored). Redeeming again for the same order changes nothing (redeemed_now False).
     NOT_FOUND coupon_not_found; PERMISSION_DENIED not_owner; FAILED_PRECONDITION with the reason
-    (redeemed for another order: "redeemed")."""
+    (redeemed for another order: "redeemed"; with an order, also its validation reason)."""
     async with conn.transaction():
         row = await _locked(conn, tenant, code)
         if str(row["profile_id"]) != profile_id:
             raise _refuse(rules.NOT_OWNER)
         if row["state"] == rules.REDEEMED and row["redeemed_order_id"] == order_id:
-            return coupon_message(row, now), False
+            return Redemption(coupon_message(row, now), False, row["discount_minor"], row["currency"])
         reason = _usability(row, profile_id, order_id, now)
         if reason is not None:
             raise _refuse(reason)
+        if order is not None:
+            camp = await conn.fetchrow("SELECT * FROM coupon_campaigns WHERE tenant_id = $1 AND id = $2",
+                                       tenant, row["campaign_id"])
+            outcome = rules.order_discount(campaign_message(camp), order)
+            if outcome.reason is not None:
+                raise _refuse(outcome.reason)
+            discount_minor, currency = outcome.discount_minor, outcome.currency
         currency = (currency or "").upper()
         row = await conn.fetchrow(
             """
@@ -556,14 +582,18 @@ async def redeem(conn: asyncpg.Connection, tenant: str, code: str, profile_id: s
         payload = ev.CouponRedeemed(profile_id=profile_id, campaign_id=str(row["campaign_id"]), code=row["code"],
                                     order_id=order_id, discount_minor=discount_minor, currency=currency)
         await publish(conn, [envelope(tenant, "coupon.redeemed", profile_id, payload, at=now)], shards)
-        return coupon_message(row, now), True
+        return Redemption(coupon_message(row, now), True, discount_minor, currency)
 
 
-async def release(conn: asyncpg.Connection, tenant: str, code: str, order_id: str, *, now: datetime) -> pb.Coupon:
+async def release(conn: asyncpg.Connection, tenant: str, code: str, order_id: str, *, now: datetime,
+                  profile_id: str = "") -> pb.Coupon:
     """End `order_id`'s hold: ISSUED again (EXPIRED if past expiry). Anything else (no hold, another
-    order's hold, already redeemed) is left as it is and returned, so retries are harmless."""
+    order's hold, already redeemed) is left as it is and returned, so retries are harmless.
+    With `profile_id`, only the owner may: PERMISSION_DENIED not_owner, whatever the coupon's state."""
     async with conn.transaction():
         row = await _locked(conn, tenant, code)
+        if profile_id and str(row["profile_id"]) != profile_id:
+            raise _refuse(rules.NOT_OWNER)
         if row["state"] == rules.RESERVED and row["reserved_order_id"] == order_id:
             row = await conn.fetchrow(
                 """
@@ -573,6 +603,29 @@ async def release(conn: asyncpg.Connection, tenant: str, code: str, order_id: st
                 """,
                 tenant, row["code"], now,
             )
+        return coupon_message(row, now)
+
+
+async def revoke(conn: asyncpg.Connection, tenant: str, code: str, *, reason: str, actor: str,
+                 now: datetime) -> pb.Coupon:
+    """Withdraw the coupon for good (ISSUED or RESERVED -> REVOKED, a hold ends), keeping reason and actor.
+    A coupon already revoked is returned unchanged (its first reason kept), so retries are harmless.
+    NOT_FOUND coupon_not_found; FAILED_PRECONDITION redeemed / expired."""
+    async with conn.transaction():
+        row = await _locked(conn, tenant, code)
+        if row["state"] == rules.REVOKED:
+            return coupon_message(row, now)
+        refusal = rules.revoke_refusal(row["state"], row["expires_at"], row["reserved_until"], now)
+        if refusal is not None:
+            raise FailedPrecondition(f"the coupon cannot be revoked: {refusal}", code=refusal)
+        row = await conn.fetchrow(
+            """
+            UPDATE coupons SET state = 'revoked', revoked_at = $3, revoke_reason = $4, revoked_by = $5,
+                               reserved_order_id = '', reserved_until = NULL
+            WHERE tenant_id = $1 AND code = $2 RETURNING *
+            """,
+            tenant, row["code"], now, reason, actor,
+        )
         return coupon_message(row, now)
 
 
@@ -587,11 +640,11 @@ async def redeem_for_order(conn: asyncpg.Connection, tenant: str, code: str, pro
     if parse_uuid(profile_id) is None or not order_id or rules.code_problem(code):
         return False
     try:
-        _, redeemed = await redeem(conn, tenant, code, profile_id, order_id, max(discount_minor, 0), currency,
-                                   now=now, shards=shards)
+        outcome = await redeem(conn, tenant, code, profile_id, order_id, max(discount_minor, 0), currency,
+                               now=now, shards=shards)
     except DomainError:
         return False
-    return redeemed
+    return outcome.redeemed_now
 
 
 async def merge_profile(conn: asyncpg.Connection, tenant: str, from_profile_id: str, into_profile_id: str) -> int:
@@ -612,7 +665,7 @@ async def erase_profile(conn: asyncpg.Connection, tenant: str, profile_id: str) 
             UPDATE coupons SET profile_id = NULL, state = 'erased', source = '', issue_key = NULL, issued_at = NULL,
                                expires_at = NULL, remind_at = NULL, reminded_at = NULL, reserved_order_id = '',
                                reserved_until = NULL, redeemed_order_id = '', redeemed_at = NULL, discount_minor = 0,
-                               currency = ''
+                               currency = '', revoked_at = NULL, revoke_reason = '', revoked_by = ''
             WHERE tenant_id = $1 AND profile_id = $2 AND pooled
             """,
             tenant, profile_id,

@@ -46,6 +46,7 @@ from mcloud_common.telemetry import extract_context
 log = get_logger(__name__)
 
 Handler = Callable[[event_pb2.Event, asyncpg.Connection], Awaitable[None]]
+BatchHandler = Callable[[list[event_pb2.Event], asyncpg.Connection], Awaitable[None]]
 
 # Failures of the plumbing, not of the message: they never count towards dead-lettering, the cycle
 # is abandoned (message stays pending) and the loop backs off.
@@ -59,6 +60,10 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
 )
 
+_MARK_MANY_PROCESSED = """
+    INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+    ON CONFLICT DO NOTHING RETURNING event_id
+"""
 _MARK_PROCESSED = """
     INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
     ON CONFLICT DO NOTHING
@@ -106,6 +111,7 @@ class StreamConsumer:
         consumer: str | None = None,
         types: Iterable[str] | None = None,
         accept: Callable[[event_pb2.Event], bool] | None = None,
+        batch_handler: BatchHandler | None = None,
         only_shards: Iterable[int] | None = None,
         max_deliveries: int = 5,
         block_ms: int = 1000,
@@ -130,6 +136,11 @@ class StreamConsumer:
         # a cheap in-memory filter on the decoded event: rejected events are acked without touching
         # the database (e.g. behaviour events nobody here reacts to)
         self.accept = accept
+        # optional: a stream's entries of one read applied in ONE transaction (processed_events marked
+        # for all, then batch_handler(new events in order)); if that fails, the entries go through the
+        # one-by-one path (retries, dead letters) as if there were no batch handler
+        self.batch_handler = batch_handler
+        self.batches_total = 0
         self.max_deliveries = max_deliveries
         self.block_ms = block_ms
         self.count = count
@@ -242,6 +253,9 @@ class StreamConsumer:
         # The first entry not done with stops the stream: the ones behind it stay pending and are
         # re-read from this consumer's PEL, in order, on the next cycle.
         acks: list[str] = []
+        if self.batch_handler is not None and len(entries) > 1 and await self._handle_batch(stream, entries):
+            await self._redis.xack(stream, self.group, *(message_id for message_id, _ in entries))
+            return
         try:
             for message_id, fields in entries:
                 if not await self._handle(stream, message_id, fields):
@@ -323,6 +337,60 @@ class StreamConsumer:
                 deliveries=deliveries, error=error,
             )
             return False
+        return True
+
+    async def _handle_batch(self, stream: str, entries: list[tuple[str, Any]]) -> bool:
+        """Apply a stream's entries in one transaction; False (nothing applied) sends them down the
+        one-by-one path: an entry that cannot be decoded, or a failing batch handler."""
+        events: list[tuple[event_pb2.Event, uuid.UUID]] = []
+        for _, fields in entries:
+            if not fields:
+                continue
+            if self.types is not None and (hinted := entry_type(fields)) and hinted not in self.types:
+                self.skipped_total += 1
+                continue
+            try:
+                event = decode(fields)
+                event_id = uuid.UUID(event.id)
+            except (UndecodableEvent, ValueError):
+                return False
+            if (self.types is not None and event.type not in self.types) or (
+                    self.accept is not None and not self.accept(event)):
+                self.skipped_total += 1
+                continue
+            events.append((event, event_id))
+        if not events:
+            return True
+        # the batch's span links to the trace of every event it applies
+        contexts = [trace.get_current_span(extract_context(e.trace.traceparent, e.trace.tracestate)).get_span_context()
+                    for e, _ in events if e.trace.traceparent]
+        links = [trace.Link(c) for c in contexts if c.is_valid]
+        with self._tracer.start_as_current_span(
+            "process batch", kind=trace.SpanKind.CONSUMER, links=links,
+            attributes={"messaging.system": "redis", "messaging.operation.type": "process",
+                        "messaging.destination.name": stream, "messaging.consumer.group.name": self.group,
+                        "messaging.batch.message_count": len(events)},
+        ):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    fresh = {r["event_id"] for r in await conn.fetch(
+                        _MARK_MANY_PROCESSED, self.group, [event_id for _, event_id in events])}
+                    todo = []
+                    for event, event_id in events:
+                        if event_id in fresh:
+                            fresh.discard(event_id)  # the first of repeated ids within the batch only
+                            todo.append(event)
+                    if todo:
+                        await self.batch_handler(todo, conn)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as exc:
+                log.warning("batch failed, handling its entries one by one", group=self.group, stream=stream,
+                            entries=len(entries), error=f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+                return False
+        self.batches_total += 1
+        self.handled_total += len(todo)
+        self.duplicates_total += len(events) - len(todo)
         return True
 
     async def _apply(self, stream: str, message_id: str, event: event_pb2.Event, event_id: uuid.UUID) -> None:

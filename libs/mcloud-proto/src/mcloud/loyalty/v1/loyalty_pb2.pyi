@@ -666,7 +666,7 @@ class UpsertCouponCampaignResponse(_message.Message):
     def __init__(self, campaign: _Optional[_Union[CouponCampaign, _Mapping]] = ...) -> None: ...
 
 class Coupon(_message.Message):
-    __slots__ = ("code", "campaign_id", "profile_id", "state", "issued_at", "expires_at", "reserved_order_id", "reserved_until", "redeemed_order_id", "redeemed_at", "source")
+    __slots__ = ("code", "campaign_id", "profile_id", "state", "issued_at", "expires_at", "reserved_order_id", "reserved_until", "redeemed_order_id", "redeemed_at", "source", "revoked_at", "revoke_reason", "revoked_by")
     CODE_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -678,6 +678,9 @@ class Coupon(_message.Message):
     REDEEMED_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     REDEEMED_AT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_REASON_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
     code: str
     campaign_id: str
     profile_id: str
@@ -689,7 +692,10 @@ class Coupon(_message.Message):
     redeemed_order_id: str
     redeemed_at: _timestamp_pb2.Timestamp
     source: str
-    def __init__(self, code: _Optional[str] = ..., campaign_id: _Optional[str] = ..., profile_id: _Optional[str] = ..., state: _Optional[_Union[CouponState, str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reserved_order_id: _Optional[str] = ..., reserved_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redeemed_order_id: _Optional[str] = ..., redeemed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+    revoked_at: _timestamp_pb2.Timestamp
+    revoke_reason: str
+    revoked_by: str
+    def __init__(self, code: _Optional[str] = ..., campaign_id: _Optional[str] = ..., profile_id: _Optional[str] = ..., state: _Optional[_Union[CouponState, str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reserved_order_id: _Optional[str] = ..., reserved_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redeemed_order_id: _Optional[str] = ..., redeemed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoke_reason: _Optional[str] = ..., revoked_by: _Optional[str] = ...) -> None: ...
 
 class IssueCouponRequest(_message.Message):
     __slots__ = ("campaign_id", "profile_id", "source", "idempotency_key")
@@ -720,18 +726,24 @@ class ValidateCouponRequest(_message.Message):
     def __init__(self, code: _Optional[str] = ..., profile_id: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class ValidateCouponResponse(_message.Message):
-    __slots__ = ("valid", "reason", "discount_minor", "currency", "coupon")
+    __slots__ = ("valid", "reason", "discount_minor", "currency", "coupon", "discount_type", "free_shipping", "gift_item_id")
     VALID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DISCOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     COUPON_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FREE_SHIPPING_FIELD_NUMBER: _ClassVar[int]
+    GIFT_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     reason: str
     discount_minor: int
     currency: str
     coupon: Coupon
-    def __init__(self, valid: _Optional[bool] = ..., reason: _Optional[str] = ..., discount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., coupon: _Optional[_Union[Coupon, _Mapping]] = ...) -> None: ...
+    discount_type: DiscountType
+    free_shipping: bool
+    gift_item_id: str
+    def __init__(self, valid: _Optional[bool] = ..., reason: _Optional[str] = ..., discount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., coupon: _Optional[_Union[Coupon, _Mapping]] = ..., discount_type: _Optional[_Union[DiscountType, str]] = ..., free_shipping: _Optional[bool] = ..., gift_item_id: _Optional[str] = ...) -> None: ...
 
 class ReserveCouponRequest(_message.Message):
     __slots__ = ("code", "profile_id", "order_id", "hold_seconds", "idempotency_key")
@@ -754,38 +766,64 @@ class ReserveCouponResponse(_message.Message):
     def __init__(self, coupon: _Optional[_Union[Coupon, _Mapping]] = ...) -> None: ...
 
 class RedeemCouponRequest(_message.Message):
-    __slots__ = ("code", "profile_id", "order_id", "discount_minor", "currency", "idempotency_key")
+    __slots__ = ("code", "profile_id", "order_id", "discount_minor", "currency", "idempotency_key", "order")
     CODE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     DISCOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     code: str
     profile_id: str
     order_id: str
     discount_minor: int
     currency: str
     idempotency_key: str
-    def __init__(self, code: _Optional[str] = ..., profile_id: _Optional[str] = ..., order_id: _Optional[str] = ..., discount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    order: Order
+    def __init__(self, code: _Optional[str] = ..., profile_id: _Optional[str] = ..., order_id: _Optional[str] = ..., discount_minor: _Optional[int] = ..., currency: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
 
 class RedeemCouponResponse(_message.Message):
+    __slots__ = ("coupon", "discount_minor", "currency")
+    COUPON_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_MINOR_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    coupon: Coupon
+    discount_minor: int
+    currency: str
+    def __init__(self, coupon: _Optional[_Union[Coupon, _Mapping]] = ..., discount_minor: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class ReleaseCouponRequest(_message.Message):
+    __slots__ = ("code", "order_id", "idempotency_key", "profile_id")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    order_id: str
+    idempotency_key: str
+    profile_id: str
+    def __init__(self, code: _Optional[str] = ..., order_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., profile_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseCouponResponse(_message.Message):
     __slots__ = ("coupon",)
     COUPON_FIELD_NUMBER: _ClassVar[int]
     coupon: Coupon
     def __init__(self, coupon: _Optional[_Union[Coupon, _Mapping]] = ...) -> None: ...
 
-class ReleaseCouponRequest(_message.Message):
-    __slots__ = ("code", "order_id", "idempotency_key")
+class RevokeCouponRequest(_message.Message):
+    __slots__ = ("code", "reason", "actor", "idempotency_key")
     CODE_FIELD_NUMBER: _ClassVar[int]
-    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     code: str
-    order_id: str
+    reason: str
+    actor: str
     idempotency_key: str
-    def __init__(self, code: _Optional[str] = ..., order_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
-class ReleaseCouponResponse(_message.Message):
+class RevokeCouponResponse(_message.Message):
     __slots__ = ("coupon",)
     COUPON_FIELD_NUMBER: _ClassVar[int]
     coupon: Coupon

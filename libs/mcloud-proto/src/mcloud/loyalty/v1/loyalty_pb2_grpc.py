@@ -181,6 +181,11 @@ class LoyaltyServiceStub:
                 request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.SerializeToString,
                 response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.FromString,
                 _registered_method=True)
+        self.RevokeCoupon = channel.unary_unary(
+                '/mcloud.loyalty.v1.LoyaltyService/RevokeCoupon',
+                request_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponRequest.SerializeToString,
+                response_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponResponse.FromString,
+                _registered_method=True)
 
 
 class LoyaltyServiceServicer:
@@ -402,6 +407,15 @@ class LoyaltyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeCoupon(self, request, context):
+        """RevokeCoupon is an operator withdrawing an ISSUED or RESERVED coupon (a live hold ends): it becomes
+        REVOKED for good, with the reason and actor kept. Revoking a revoked coupon returns it unchanged;
+        FAILED_PRECONDITION "redeemed" / "expired" for coupons past use. Idempotent via idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoyaltyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -544,6 +558,11 @@ def add_LoyaltyServiceServicer_to_server(servicer, server):
                     servicer.ListRewardRedemptions,
                     request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.FromString,
                     response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.SerializeToString,
+            ),
+            'RevokeCoupon': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCoupon,
+                    request_deserializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponRequest.FromString,
+                    response_serializer=mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1309,6 +1328,33 @@ class LoyaltyService:
             '/mcloud.loyalty.v1.LoyaltyService/ListRewardRedemptions',
             mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsRequest.SerializeToString,
             mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.ListRewardRedemptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCoupon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.loyalty.v1.LoyaltyService/RevokeCoupon',
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponRequest.SerializeToString,
+            mcloud_dot_loyalty_dot_v1_dot_loyalty__pb2.RevokeCouponResponse.FromString,
             options,
             channel_credentials,
             insecure,
