@@ -19,8 +19,8 @@ from gateway.loyalty import (
     redemption_result,
     validation_read,
 )
-from gateway.resources import LoyaltyDep
-from gateway.routes.loyalty import READ_ERRORS, WRITE_ERRORS, CursorQuery, Limit, ProfileId
+from gateway.resources import IdentityDep, LoyaltyDep
+from gateway.routes.loyalty import READ_ERRORS, WRITE_ERRORS, CursorQuery, Limit, ProfileId, member_id
 from gateway.routes.profile_admin import IdempotencyKey
 from gateway.schemas.coupons import (
     CampaignPage,
@@ -321,6 +321,7 @@ async def revoke_coupon(
 )
 async def member_coupons(
     profile_id: ProfileId,
+    identity: IdentityDep,
     principal: LoyaltyReader,
     loyalty: LoyaltyDep,
     state: Annotated[
@@ -331,7 +332,7 @@ async def member_coupons(
 ) -> CouponPage:
     result = await loyalty.ListCoupons(
         pb.ListCouponsRequest(
-            profile_id=str(profile_id),
+            profile_id=await member_id(identity, profile_id, principal),
             states=[COUPON_STATE.value(s) for s in state or ()],
             page_size=limit,
             page_token=cursor or "",
