@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from mcloud_common.settings import ServiceSettings
@@ -12,3 +13,6 @@ class LoyaltySettings(ServiceSettings):
 
     service_name: str = "loyalty"
     grpc_port: int = 50052
+    # every hot statement is a keyed lookup or a batch write through unnest(): one generic plan serves
+    # all (re-planning the big write statement each time costs more than running it)
+    db_server_settings: dict[str, str] = Field(default_factory=lambda: {"plan_cache_mode": "force_generic_plan"})

@@ -170,3 +170,28 @@ async def test_birthday_trait_from_profile_identified(api, db, feed):
                                                        traits_json='{"birthday": "1990-03-14", "email": "r@x.io"}')
     await feed(identity_event(api.tenant, "profile.identified", profile, identified))
     assert await db.fetchval("SELECT birthday FROM members WHERE profile_id = $1", uuid.UUID(profile)) == "03-14"
+
+
+async def test_a_batch_keeps_each_persons_order_signup_then_orders_then_merge(api, db, feed):
+    """One read of the stream: a signup (enrols) then orders booked together (one of them twice); after
+    a merge, an order still carrying the merged-away id is booked on the survivor."""
+    saved = (await api.call("UpsertProgram", pb.UpsertProgramRequest(
+        program=sports_program(auto_enroll=True, pending_days=0)))).program
+    anon, known = str(uuid.uuid4()), str(uuid.uuid4())
+    order = {**ORDER, "order_id": "X-1"}
+    merged = identity_events_pb2.ProfileMerged(from_profile_id=anon, into_profile_id=known)
+    await feed(track(api.tenant, anon, "Signed Up"),
+               track(api.tenant, anon, "Order Completed", **order),
+               track(api.tenant, anon, "Order Completed", **order),  # the same order again
+               track(api.tenant, anon, "Order Completed", **{**order, "order_id": "X-2", "total": 10.0,
+                                                            "products": []}))
+    await feed(identity_event(api.tenant, "profile.merged", known, merged))
+    await feed(track(api.tenant, anon, "Order Completed", **{**order, "order_id": "X-3", "total": 20.0,
+                                                            "products": []}),
+               track(api.tenant, anon, "Order Completed", **{**order, "order_id": "X-4", "total": 30.0,
+                                                            "products": []}))
+    m = await member(api, saved.id, known)
+    assert m.balance.available == 50 + 259 + 110 + 120 + 130 and m.balance.qualifying_orders == 4
+    assert await db.fetchval("SELECT count(DISTINCT order_id) FROM ledger_entries WHERE kind = 'earn' "
+                             "AND order_id <> ''") == 4
+    await assert_reconciles(db, api.tenant, saved.id)

@@ -50,11 +50,14 @@ async def _reset_connection(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10,
+                      server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
     """An asyncpg pool with jsonb codecs installed. No per-command timeout: it wraps every call in an
-    asyncio timeout (~4% of the ingest CPU); callers bound their work with gRPC deadlines instead."""
+    asyncio timeout (~4% of the ingest CPU); callers bound their work with gRPC deadlines instead.
+    `server_settings`: session settings of every connection (e.g. plan_cache_mode)."""
     return await asyncpg.create_pool(
         asyncpg_dsn(url), min_size=min_size, max_size=max_size, init=_init_connection, reset=_reset_connection,
+        server_settings=server_settings,
     )
 
 

@@ -72,7 +72,8 @@ class Runtime:
 async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None, relay: bool = True) -> Runtime:
     """Connect to the service's database and the bus; start the outbox relay unless `relay=False`
     (tests that need to observe the outbox before it is published)."""
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size,
+                             server_settings=settings.db_server_settings or None)
     redis = aioredis.from_url(settings.redis_url)
     outbox_relay = OutboxRelay(pool, redis) if relay and settings.relay_enabled else None
     engine = create_engine(settings.database_url, pool_size=2)

@@ -15,6 +15,8 @@ class ProcessSettings(BaseSettings):
     database_url: str = Field(description="PostgreSQL URL of this process's own database")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Valkey/Redis URL of the event bus")
     db_pool_size: int = Field(10, ge=1, le=200)
+    db_server_settings: dict[str, str] = Field(
+        default_factory=dict, description="PostgreSQL session settings of every pooled connection (JSON object)")
     log_level: str = "INFO"
     log_json: bool = True
     otlp_endpoint: str | None = Field(None, description="OTLP/gRPC collector; tracing export is off when unset")
