@@ -286,3 +286,28 @@ async def test_tiers_by_spend_or_order_count(api, basis, thresholds, orders, exp
         else r.member.balance.qualifying_orders
     assert (tier.tier_code, measured, tier.points_to_next_tier) == expected
     assert tier.basis == ("spend" if basis == pb.TIER_BASIS_SPEND else "orders")
+
+
+async def test_a_spend_batched_right_after_an_earn_of_the_same_member_consumes_the_new_lot(api, db, loyalty_db, clock):
+    from loyalty.ledger_lanes import LedgerLanes, Op
+    from loyalty.repo.programs import load_all
+    from mcloud_common.db import create_pool
+
+    program_id, profile = await setup(api, sports_program(pending_days=0))
+    pool = await create_pool(loyalty_db)
+    try:
+        program = (await load_all(pool, api.tenant))[program_id]
+        lanes = LedgerLanes(pool, clock, 4)
+        earned, spent, again = await asyncio.gather(
+            lanes.submit(api.tenant, program, Op("order", profile, order=order("L-1", 10_000))),
+            lanes.submit(api.tenant, program, Op("spend", profile, points=150, key="s-1", reason="reward")),
+            lanes.submit(api.tenant, program, Op("spend", profile, points=150, key="s-1", reason="reward")))
+        assert lanes.batches == 1 and lanes.calls == 3  # one transaction for the three
+    finally:
+        await pool.close()
+    assert sum(e.points for e in earned[0]) == 200 and len({e.expires_at.seconds for e in earned[0]}) == 1
+    assert spent[0][0].points == -150 and again[0][0].id == spent[0][0].id
+    assert spent[1].balance.available == 50
+    lots = await db.fetch("SELECT amount, remaining FROM lots")
+    assert [(r["amount"], r["remaining"]) for r in lots] == [(200, 50)]  # the order's rules share one lot
+    await assert_reconciles(db, api.tenant, program_id)

@@ -176,7 +176,8 @@ class Book:
     seen_facts: set[uuid.UUID] = field(default_factory=set)
     entries: list[dict] = field(default_factory=list)
     events: list[event_pb2.Event] = field(default_factory=list)
-    new_lots: list[tuple] = field(default_factory=list)
+    # lots this book opened: id -> amount (their remaining is on the Lot in `lots`)
+    new_lots: dict[uuid.UUID, int] = field(default_factory=dict)
     touched: set[uuid.UUID] = field(default_factory=set)
     qualifying: list[tuple] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
@@ -245,19 +246,26 @@ class Book:
         return [{"lot_id": str(lot_id), "points": n} for lot_id, n in takes]
 
     def credit(self, kind: str, points: int, key: str, *, available_at: datetime | None = None,
-               order_id: str = "", qualifying: int = 0, **kw) -> dict:
-        """A credit: a new lot (pending until `available_at`, expiring per the program); debt is repaid
-        from it first."""
+               order_id: str = "", qualifying: int = 0, into_lot: uuid.UUID | None = None, **kw) -> dict:
+        """A credit: a new lot (pending until `available_at`, expiring per the program), or more points
+        in `into_lot`, a lot this book opened (the rules of one order share a lot); debt is repaid from
+        it first."""
         available = available_at or self.now
         expires = prog.expires_at(self.program, available)
-        lot_id = new_id()
         repaid = min(self.debt, points)
         self.debt -= repaid
-        lot = Lot(lot_id, points - repaid, available, expires, order_id)
-        self.lots.append(lot)
-        self.new_lots.append((lot_id, points, points - repaid, available, expires, order_id))
+        entry_id = new_id()
+        if into_lot is not None and into_lot in self.new_lots:
+            lot = next(lot for lot in self.lots if lot.id == into_lot)
+            lot.remaining += points - repaid
+            self.new_lots[into_lot] += points
+        else:
+            lot = Lot(entry_id, points - repaid, available, expires, order_id)
+            self.lots.append(lot)
+            self.new_lots[entry_id] = points
         details = kw.pop("details", {}) | ({"debt_repaid": repaid} if repaid else {})
-        entry = self._entry(kind, points, key, id=lot_id, available_at=available, expires_at=expires,
+        details = details | ({"lot_id": str(lot.id)} if lot.id != entry_id else {})
+        entry = self._entry(kind, points, key, id=entry_id, available_at=available, expires_at=expires,
                             order_id=order_id, qualifying_points=qualifying, details=details, **kw)
         if kind == "earn":
             self.counters["lifetime_earned"] += points
@@ -374,9 +382,9 @@ async def flush_all(books: list[Book], shards: int) -> list[pb.Member]:
             events.append(member_repo.tier_event(t, p, book.profile_id, move, got, now))
             moves.append((pid, move))
         events += book.events
-        new_ids = {row[0] for row in book.new_lots}
-        lots += [(row[0], pid, *row[1:]) for row in book.new_lots]
-        changed += [lot for lot in book.lots if lot.id in book.touched and lot.id not in new_ids]
+        lots += [(lot.id, pid, book.new_lots[lot.id], lot.remaining, lot.available_at, lot.expires_at, lot.order_id)
+                 for lot in book.lots if lot.id in book.new_lots]
+        changed += [lot for lot in book.lots if lot.id in book.touched and lot.id not in book.new_lots]
         entries += [(pid, e) for e in book.entries]
         quals += [(q[0], pid, *q[1:]) for q in book.qualifying]
         c = book.counters
@@ -467,10 +475,12 @@ async def book_order(book: Book, order: pb.Order) -> bool:
                            earned_in_window=await _earned_in_window(book.conn, book, "order"))
     available = prog.available_at(program, book.now, order=True)
     details = {"order_total_minor": order.total_minor, "currency": program.currency}
+    lot = None
     for e in earns:
-        book.credit("earn", e.points, f"order:{order.order_id}:{e.rule_id}", available_at=available,
-                    order_id=order.order_id, rule_id=e.rule_id, reason="order", details=details,
-                    qualifying=e.points if e.qualifying else 0)
+        entry = book.credit("earn", e.points, f"order:{order.order_id}:{e.rule_id}", available_at=available,
+                            order_id=order.order_id, rule_id=e.rule_id, reason="order", details=details,
+                            qualifying=e.points if e.qualifying else 0, into_lot=lot)
+        lot = lot or entry["id"]
     book.qualify(fact, points=sum(e.points for e in earns if e.qualifying), spend_minor=order.total_minor,
                  orders=1, order_id=order.order_id)
     book.seen_facts.add(fact)
