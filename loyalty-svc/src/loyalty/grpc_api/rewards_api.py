@@ -10,6 +10,7 @@ the whole redemption.
 
 from __future__ import annotations
 
+from loyalty.domain import rewards as rules
 from loyalty.grpc_api.base import Context, ServicerBase, require_uuid
 from loyalty.repo import rewards as reward_repo
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
@@ -21,7 +22,7 @@ class RewardsApi(ServicerBase):
     async def UpsertReward(self, request: pb.UpsertRewardRequest, context: Context) -> pb.UpsertRewardResponse:
         tenant = tenant_id(context)
         program = await self._programs.get(self._pool, tenant, request.reward.program_id)
-        reward_repo.check_reward(program, request.reward)
+        rules.check_reward(program, request.reward)
         async with self._pool.acquire() as conn:
             async def run() -> pb.UpsertRewardResponse:
                 reward = await reward_repo.upsert(conn, tenant, program, request.reward, now=self._clock.now())
@@ -66,7 +67,7 @@ class RewardsApi(ServicerBase):
     async def UpdateRewardRedemption(self, request: pb.UpdateRewardRedemptionRequest,
                                      context: Context) -> pb.UpdateRewardRedemptionResponse:
         tenant = tenant_id(context)
-        reward_repo.check_update(request)
+        rules.check_update(request)
         now = self._clock.now()
         async with self._pool.acquire() as conn:
             # the program first (for the refund), from an unlocked read; the repo re-reads the row locked

@@ -20,108 +20,28 @@ import orjson
 
 from loyalty.domain import programs as prog
 from loyalty.domain.lots import balance
+from loyalty.domain.rewards import (
+    KIND_ENUMS,
+    KINDS,
+    MAX_QUANTITY,
+    STATUS_ENUMS,
+    STATUSES,
+    check_reward,
+    check_transition,
+    check_update,
+    invalid,
+    parse_address,
+    tier_allows,
+)
 from loyalty.repo import coupons as coupon_repo
 from loyalty.repo import ledger
 from loyalty.repo import members as member_repo
 from loyalty.repo.events import envelope, publish
 from mcloud.events.v1 import loyalty_events_pb2
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
-from mcloud_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from mcloud_common.errors import FailedPrecondition, NotFound
 from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import set_timestamp
-
-MAX_QUANTITY = 100
-MAX_NAME = 200
-MAX_ADDRESS_BYTES = 4096
-
-KINDS = {pb.REWARD_KIND_GIFT: "gift", pb.REWARD_KIND_COUPON: "coupon", pb.REWARD_KIND_DIGITAL: "digital"}
-KIND_ENUMS = {v: k for k, v in KINDS.items()}
-STATUSES = {pb.REDEMPTION_STATUS_PENDING: "pending", pb.REDEMPTION_STATUS_FULFILLED: "fulfilled",
-            pb.REDEMPTION_STATUS_SHIPPED: "shipped", pb.REDEMPTION_STATUS_DELIVERED: "delivered",
-            pb.REDEMPTION_STATUS_CANCELLED: "cancelled"}
-STATUS_ENUMS = {v: k for k, v in STATUSES.items()}
-
-# The lifecycle, per kind. Coupons are fulfilled when redeemed (the coupon is the reward) and never change.
-TRANSITIONS = {
-    "gift": {"pending": {"shipped", "cancelled"}, "shipped": {"delivered", "cancelled"}},
-    "digital": {"pending": {"fulfilled", "cancelled"}},
-    "coupon": {},
-}
-
-
-# --- rules (pure) ---------------------------------------------------------------------------------
-
-def _bad(detail: str, code: str, field: str) -> InvalidArgument:
-    return InvalidArgument(detail, code=code, field=field)
-
-
-def check_reward(program: pb.Program, reward: pb.Reward) -> None:
-    """INVALID_ARGUMENT naming the field for anything a catalogue item cannot be."""
-    if reward.id and parse_uuid(reward.id) is None:
-        raise _bad("reward.id must be a UUID (or empty to create)", "invalid_reward_id", "reward.id")
-    if not reward.name.strip():
-        raise _bad("reward.name is required", "name_required", "reward.name")
-    if len(reward.name) > MAX_NAME:
-        raise _bad(f"reward.name: at most {MAX_NAME} characters", "name_too_long", "reward.name")
-    if reward.kind not in KINDS:
-        raise _bad("reward.kind must be GIFT, COUPON or DIGITAL", "kind_required", "reward.kind")
-    if reward.points_cost <= 0:
-        raise _bad("reward.points_cost must be > 0", "invalid_points_cost", "reward.points_cost")
-    if reward.stock < 0:
-        raise _bad("reward.stock must be >= 0", "invalid_stock", "reward.stock")
-    if reward.kind == pb.REWARD_KIND_COUPON:
-        if not reward.coupon_campaign_id:
-            raise _bad("reward.coupon_campaign_id is required for a coupon reward", "coupon_campaign_required",
-                       "reward.coupon_campaign_id")
-        if parse_uuid(reward.coupon_campaign_id) is None:
-            raise _bad("reward.coupon_campaign_id must be a UUID", "invalid_coupon_campaign_id",
-                       "reward.coupon_campaign_id")
-    elif reward.coupon_campaign_id:
-        raise _bad("reward.coupon_campaign_id is only for coupon rewards", "coupon_campaign_not_allowed",
-                   "reward.coupon_campaign_id")
-    if reward.min_tier_code and reward.min_tier_code not in {t.code for t in program.tiers}:
-        raise _bad(f"reward.min_tier_code {reward.min_tier_code!r} is not a tier of the program", "unknown_tier",
-                   "reward.min_tier_code")
-
-
-def tier_allows(program: pb.Program, member_tier_code: str, min_tier_code: str) -> bool:
-    """A member of `member_tier_code` may redeem a reward for `min_tier_code` and above."""
-    if not min_tier_code:
-        return True
-    return prog.tier_by_code(program, member_tier_code).rank >= prog.tier_by_code(program, min_tier_code).rank
-
-
-def check_transition(kind: str, current: str, target: str) -> None:
-    """FAILED_PRECONDITION not_cancellable (coupon rewards) or invalid_transition."""
-    if target == "cancelled" and kind == "coupon":
-        raise FailedPrecondition("a coupon reward cannot be cancelled: the coupon was issued", code="not_cancellable")
-    if target not in TRANSITIONS[kind].get(current, set()):
-        raise FailedPrecondition(f"a {kind} redemption cannot go from {current} to {target}",
-                                 code="invalid_transition", current=current, target=target)
-
-
-def check_update(request: pb.UpdateRewardRedemptionRequest) -> None:
-    if request.status not in STATUSES:
-        raise _bad("status must be a redemption status", "status_required", "status")
-    if request.status == pb.REDEMPTION_STATUS_CANCELLED and not request.reason.strip():
-        raise _bad("reason is required to cancel a redemption", "reason_required", "reason")
-
-
-def parse_address(text: str) -> dict:
-    """The shipping address: a non-empty JSON object, else INVALID_ARGUMENT."""
-    if len(text.encode()) > MAX_ADDRESS_BYTES:
-        raise _bad(f"shipping_address_json: at most {MAX_ADDRESS_BYTES} bytes", "invalid_shipping_address",
-                   "shipping_address_json")
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise _bad("shipping_address_json is not valid JSON", "invalid_shipping_address",
-                   "shipping_address_json") from None
-    if not isinstance(value, dict) or not value:
-        raise _bad("shipping_address_json must be a non-empty JSON object", "invalid_shipping_address",
-                   "shipping_address_json")
-    return value
-
 
 # --- messages -------------------------------------------------------------------------------------
 
@@ -162,12 +82,12 @@ def _untoken(token: str, n: int) -> list[str]:
             raise ValueError(token)
         return parts
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise _bad("page_token is not one this API returned", "invalid_page_token", "page_token") from None
+        raise invalid("page_token is not one this API returned", "invalid_page_token", "page_token") from None
 
 
 def _page_size(size: int) -> int:
     if size < 0:
-        raise _bad("page_size must be >= 0", "invalid_page_size", "page_size")
+        raise invalid("page_size must be >= 0", "invalid_page_size", "page_size")
     return min(size or 50, 500)
 
 
@@ -181,8 +101,8 @@ async def upsert(conn: asyncpg.Connection, tenant: str, program: pb.Program, rew
     if reward.kind == pb.REWARD_KIND_COUPON:
         campaign = uuid.UUID(reward.coupon_campaign_id)
         if not await conn.fetchval("SELECT 1 FROM coupon_campaigns WHERE tenant_id = $1 AND id = $2", tenant, campaign):
-            raise _bad("reward.coupon_campaign_id names no coupon campaign of this tenant", "unknown_coupon_campaign",
-                       "reward.coupon_campaign_id")
+            raise invalid("reward.coupon_campaign_id names no coupon campaign of this tenant",
+                          "unknown_coupon_campaign", "reward.coupon_campaign_id")
     values = (reward.name.strip(), reward.description, reward.image_url, KINDS[reward.kind], reward.points_cost,
               reward.stock, reward.unlimited_stock, reward.min_tier_code, campaign, reward.enabled, now)
     if not reward.id:
@@ -207,7 +127,7 @@ async def upsert(conn: asyncpg.Connection, tenant: str, program: pb.Program, rew
 
 async def get_reward(conn: asyncpg.Connection, tenant: str, program_id: str, reward_id: str) -> asyncpg.Record:
     if parse_uuid(reward_id) is None:
-        raise _bad("reward_id must be a UUID", "invalid_reward_id", "reward_id")
+        raise invalid("reward_id must be a UUID", "invalid_reward_id", "reward_id")
     row = await conn.fetchrow("SELECT * FROM rewards WHERE tenant_id = $1 AND id = $2 AND program_id = $3",
                               tenant, uuid.UUID(reward_id), program_id)
     if row is None:
@@ -223,11 +143,11 @@ async def list_rewards(conn: asyncpg.Connection, tenant: str, program: pb.Progra
     size = _page_size(page_size)
     after = _untoken(page_token, 2) if page_token else None
     if after is not None and (not after[0].lstrip("-").isdigit() or parse_uuid(after[1]) is None):
-        raise _bad("page_token is not one this API returned", "invalid_page_token", "page_token")
+        raise invalid("page_token is not one this API returned", "invalid_page_token", "page_token")
     affordable, higher = 0, []
     if eligible_only:
         if not profile_id:
-            raise _bad("profile_id is required with eligible_only", "profile_id_required", "profile_id")
+            raise invalid("profile_id is required with eligible_only", "profile_id_required", "profile_id")
         member = await member_repo.get(conn, tenant, program.id, profile_id)
         lots = await member_repo.open_lots(conn, tenant, program.id, str(member["profile_id"]))
         affordable = balance(lots, member["debt"], now).available
@@ -256,7 +176,7 @@ async def redeem(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
     already used in this program answers with the redemption it made (never a second debit)."""
     qty = request.quantity or 1
     if not 0 < qty <= MAX_QUANTITY:
-        raise _bad(f"quantity must be 1..{MAX_QUANTITY} (0 = 1)", "invalid_quantity", "quantity")
+        raise invalid(f"quantity must be 1..{MAX_QUANTITY} (0 = 1)", "invalid_quantity", "quantity")
     key = request.idempotency_key
     if key:
         row = await conn.fetchrow(
@@ -268,7 +188,7 @@ async def redeem(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
     reward = await get_reward(conn, tenant, program.id, request.reward_id)
     address = parse_address(request.shipping_address_json) if request.shipping_address_json else None
     if reward["kind"] == "gift" and address is None:
-        raise _bad("shipping_address_json is required for a gift", "shipping_address_required",
+        raise invalid("shipping_address_json is required for a gift", "shipping_address_required",
                    "shipping_address_json")
     if not reward["enabled"]:
         raise FailedPrecondition("the reward is not available", code="reward_disabled")
@@ -315,7 +235,7 @@ async def redeem(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
 async def get_redemption(conn: asyncpg.Connection, tenant: str, redemption_id: str, *,
                          lock: bool = False) -> asyncpg.Record:
     if parse_uuid(redemption_id) is None:
-        raise _bad("redemption_id must be a UUID", "invalid_redemption_id", "redemption_id")
+        raise invalid("redemption_id must be a UUID", "invalid_redemption_id", "redemption_id")
     row = await conn.fetchrow("SELECT * FROM reward_redemptions WHERE tenant_id = $1 AND id = $2"
                               + (" FOR UPDATE" if lock else ""), tenant, uuid.UUID(redemption_id))
     if row is None:
@@ -371,7 +291,7 @@ async def list_redemptions(conn: asyncpg.Connection, tenant: str, program: pb.Pr
     try:
         at, last = (datetime.fromisoformat(after[0]), uuid.UUID(after[1])) if after else (None, None)
     except ValueError:
-        raise _bad("page_token is not one this API returned", "invalid_page_token", "page_token") from None
+        raise invalid("page_token is not one this API returned", "invalid_page_token", "page_token") from None
     member = await member_repo.find(conn, tenant, program.id, profile_id)
     owner = member["profile_id"] if member is not None else uuid.UUID(profile_id)
     rows = await conn.fetch(
