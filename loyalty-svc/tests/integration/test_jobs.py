@@ -166,3 +166,18 @@ async def test_random_histories_never_expire_a_point_twice(api, db, pool, clock,
     assert m.balance.lifetime_expired == expected_expired
     assert await db.fetchval("SELECT coalesce(-sum(points), 0) FROM ledger_entries WHERE kind = 'expiry'") \
         == expected_expired
+
+
+async def test_a_trigger_occurrence_earns_once(api, db, pool, clock):
+    from loyalty.repo import ledger
+    from loyalty.repo.programs import load_all
+
+    program_id, profile = await setup(api, sports_program(pending_days=0))
+    program = (await load_all(pool, api.tenant))[program_id]
+    async with pool.acquire() as conn:
+        for _ in range(3):
+            async with conn.transaction():
+                entries, _ = await ledger.earn_trigger(conn, api.tenant, program, profile, "review", "event:e-1",
+                                                       now=clock.now(), shards=4)
+            assert [e.points for e in entries] == [20]
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'earn'") == 1

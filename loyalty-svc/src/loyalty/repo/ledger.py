@@ -169,8 +169,6 @@ class Book:
     lots: list[Lot]
     debt: int
     progress: prog.Progress = field(default_factory=prog.Progress)
-    replay: bool = False
-    order_seen: bool = False
     # keys and order facts already booked (shared by the books of one batch, grown as it books)
     seen_keys: set[str] = field(default_factory=set)
     seen_facts: set[uuid.UUID] = field(default_factory=set)
@@ -188,14 +186,14 @@ class Book:
                    now: datetime, *, active: bool = True, keys: list[str] | tuple[str, ...] = (),
                    order_fact: uuid.UUID | None = None) -> Book:
         """Lock the member (following merges), then read its open lots, qualifying progress, whether
-        any of `keys` is already booked (`replay`) and whether `order_fact` exists (`order_seen`)."""
+        whether `keys` are already booked (`seen_keys`) and whether `order_fact` exists (`seen_facts`)."""
         member = (await member_repo.lock_active(conn, tenant, program.id, profile_id) if active
                   else await member_repo.get(conn, tenant, program.id, profile_id, lock=True))
         state = await conn.fetchrow(_STATE, tenant, program.id, member["profile_id"],
                                     prog.window_start(program, now), now, list(keys), order_fact)
         lots = [Lot(*r) for r in state["lots"] or ()]
         return cls(conn, tenant, program, member, now, lots, member["debt"], prog.Progress(*state["progress"]),
-                   state["replay"], state["order_seen"], seen_keys=set(keys) if state["replay"] else set(),
+                   seen_keys=set(keys) if state["replay"] else set(),
                    seen_facts={order_fact} if state["order_seen"] else set())
 
     @classmethod
@@ -536,7 +534,7 @@ async def earn_trigger(conn: asyncpg.Connection, tenant: str, program: pb.Progra
     once per `key`."""
     keys = [f"{key}:{r.id}" for r in program.earn_rules if r.trigger == trigger]
     book = await Book.open(conn, tenant, program, profile_id, now, keys=keys)
-    if book.replay:
+    if book.seen_keys:  # this occurrence was booked before
         return await existing(conn, tenant, program.id, keys), None
     tier = prog.tier_by_code(program, book.member["tier_code"])
     earns = rules.evaluate(program, trigger, now=now, tier=tier,
@@ -588,7 +586,7 @@ async def credit(conn: asyncpg.Connection, tenant: str, program: pb.Program, pro
                  ) -> tuple[pb.LedgerEntry, pb.Member]:
     """Give points back (a cancelled reward redemption): an ADJUSTMENT credit by the system, once per `key`."""
     book = await Book.open(conn, tenant, program, profile_id, now, active=False, keys=[key])
-    if book.replay:
+    if key in book.seen_keys:
         done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     book.credit("adjustment", points, key, reason=reason, description=description, actor="system",
@@ -605,7 +603,7 @@ async def adjust(conn: asyncpg.Connection, tenant: str, program: pb.Program, req
         raise InvalidArgument("actor and reason are required for a manual adjustment", code="actor_and_reason_required",
                               field="actor" if not request.actor.strip() else "reason")
     book = await Book.open(conn, tenant, program, request.profile_id, now, active=False, keys=[key])
-    if book.replay:
+    if key in book.seen_keys:
         done = await existing(conn, tenant, program.id, [key])
         return done[0], await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     common = {"reason": request.reason, "description": request.description, "actor": request.actor}
@@ -631,7 +629,7 @@ async def reverse_order(conn: asyncpg.Connection, tenant: str, program: pb.Progr
     if refund_minor < 0:
         raise InvalidArgument("refund_minor must be >= 0", code="invalid_amount", field="refund_minor")
     book = await Book.open(conn, tenant, program, profile_id, now, active=False, keys=[key])
-    if book.replay:
+    if key in book.seen_keys:
         done = await existing(conn, tenant, program.id, [key])
         return done, await member_repo.view(conn, tenant, program, book.member, now, lots=book.lots)
     rows = await order_entries(conn, tenant, program.id, order_id, ("earn", "reversal"))
