@@ -1,26 +1,37 @@
 """Builds the running journey service: runtime (pool, bus, relay) and gRPC server.
 
-The JourneyService contract is registered with gRPC's generated base servicer, so its RPCs answer
-UNIMPLEMENTED until the journey issue (#5) lands their behaviour; health, reflection, migrations and
-the bus are live.
+Journey definitions (drafts, validation, versions, pause/resume/archive) are served; enrollment and
+execution RPCs answer UNIMPLEMENTED until they land (issue #5 in progress).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from journey.background import worker
+from journey.grpc_api.servicer import JourneyServicer
 from journey.settings import JourneySettings
 from mcloud.journey.v1 import journey_pb2, journey_pb2_grpc
 from mcloud_common.clock import Clock
 from mcloud_common.grpc_server import GrpcService
-from mcloud_common.runtime import build_service
+from mcloud_common.runtime import Runtime, build_service
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-async def build(settings: JourneySettings, *, clock: Clock | None = None, relay: bool = True) -> GrpcService:
+def _prepare_with(settings: JourneySettings, jobs: bool):
+    async def prepare(runtime: Runtime) -> None:
+        if jobs:
+            await worker.install(runtime, settings)
+
+    return prepare
+
+
+async def build(settings: JourneySettings, *, clock: Clock | None = None, relay: bool = True,
+                jobs: bool = True) -> GrpcService:
+    """The journey service, not yet started; `jobs=False` leaves out the executor (tests drive it)."""
     return await build_service(
-        settings, servicer=lambda _runtime: journey_pb2_grpc.JourneyServiceServicer(),
+        settings, servicer=lambda rt: JourneyServicer(rt.pool, rt.clock, settings.stream_shards, rt.redis),
         add_to_server=journey_pb2_grpc.add_JourneyServiceServicer_to_server, descriptor=journey_pb2.DESCRIPTOR,
-        clock=clock, relay=relay,
+        clock=clock, relay=relay, prepare=_prepare_with(settings, jobs),
     )

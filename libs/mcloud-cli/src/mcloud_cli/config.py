@@ -154,6 +154,9 @@ class StackConfig:
         else:
             env[f"{prefix}_GRPC_HOST"] = HOST
             env[f"{prefix}_GRPC_PORT"] = str(self.ports.grpc(component))
+            for s in SERVICES:  # where the other services answer (journey calls loyalty, identity, messaging)
+                if s != component:
+                    env[f"{prefix}_{s.upper()}_TARGET"] = self.grpc_address(s)
         return env
 
 

@@ -1,0 +1,211 @@
+"""The durable executor: any number of workers claim due enrollments (FOR UPDATE SKIP LOCKED, leased
+by moving due_at forward), run each to its next wait with domain.engine, perform the side effects
+through the owning services with idempotency keys derived from enrollment, step and visit, then save
+where each enrollment is (only if its lease is still theirs). A worker killed at any point loses
+nothing: its claims come due again after the lease and the re-run repeats the same effects with the
+same keys, which the services apply once. Timers are rows: they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import grpc
+import orjson
+
+from journey.domain import engine
+from journey.repo import enrollments as repo
+from journey.settings import JourneySettings
+from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
+from mcloud.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
+from mcloud.messaging.v1 import messaging_pb2, messaging_pb2_grpc
+from mcloud_common.clock import Clock
+from mcloud_common.grpc_client import make_channel, tenant_metadata
+from mcloud_common.logs import get_logger
+from mcloud_common.runtime import Runtime
+
+log = get_logger(__name__)
+
+MAX_ATTEMPTS = 5
+CONCURRENCY = 32
+_CHANNELS = {"email": messaging_pb2.CHANNEL_EMAIL, "sms": messaging_pb2.CHANNEL_SMS,
+             "push": messaging_pb2.CHANNEL_PUSH, "in_app": messaging_pb2.CHANNEL_IN_APP,
+             "webhook": messaging_pb2.CHANNEL_WEBHOOK}
+
+
+class Effects:
+    """Performs a step's side effect in the service that owns it, with the step's idempotency key."""
+
+    def __init__(self, identity: str, loyalty: str, messaging: str) -> None:
+        self._channels = [make_channel(identity), make_channel(loyalty), make_channel(messaging)]
+        self.identity = identity_pb2_grpc.IdentityServiceStub(self._channels[0])
+        self.loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(self._channels[1])
+        self.messaging = messaging_pb2_grpc.MessagingServiceStub(self._channels[2])
+
+    @classmethod
+    def from_settings(cls, settings: JourneySettings) -> Effects:
+        return cls(settings.identity_target, settings.loyalty_target, settings.messaging_target)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def perform(self, tenant: str, row: asyncpg.Record, effect: engine.Effect) -> None:
+        md, spec, profile = tenant_metadata(tenant), effect.spec, str(row["profile_id"])
+        if effect.kind == "award_points":
+            await self.loyalty.EarnPoints(loyalty_pb2.EarnPointsRequest(
+                program_id=spec.get("program_id", ""), profile_id=profile, points=int(spec["points"]),
+                reason=spec.get("reason") or "journey", description=f"journey {row['journey_id']}",
+                idempotency_key=effect.key), metadata=md)
+        elif effect.kind == "issue_coupon":
+            await self.loyalty.IssueCoupon(loyalty_pb2.IssueCouponRequest(
+                campaign_id=spec["campaign_id"], profile_id=profile, source="journey", idempotency_key=effect.key),
+                metadata=md)
+        elif effect.kind == "update_profile":
+            await self.identity.UpdateProfile(identity_pb2.UpdateProfileRequest(
+                profile_id=profile, traits_json=orjson.dumps(spec.get("traits") or {}).decode(),
+                add_tags=spec.get("add_tags") or [], remove_tags=spec.get("remove_tags") or [], source="journey",
+                idempotency_key=effect.key), metadata=md)
+        elif effect.kind in ("send", "webhook"):
+            channel = messaging_pb2.CHANNEL_WEBHOOK if effect.kind == "webhook" else _CHANNELS.get(spec.get("channel"),
+                                                                                                   0)
+            await self.messaging.SendMessage(messaging_pb2.SendMessageRequest(
+                channel=channel, profile_id=profile, template_id=spec.get("template", ""),
+                variables_json=orjson.dumps({**row["context"], **(spec.get("data") or {})}).decode(),
+                idempotency_key=effect.key,
+                attribution=messaging_pb2.Attribution(journey_id=str(row["journey_id"]), journey_version=row["version"],
+                                                      enrollment_id=str(row["id"]), step_id=effect.step_id)),
+                metadata=md)
+
+
+class Definitions:
+    """Published versions never change: cached forever by (tenant, journey, version)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, dict] = {}
+
+    async def get(self, conn: asyncpg.Connection | asyncpg.Pool, tenant, journey_id, version: int) -> dict:
+        key = (str(tenant), str(journey_id), version)
+        if key not in self._cache:
+            text = await conn.fetchval("SELECT definition FROM journey_versions WHERE tenant_id = $1 "
+                                       "AND journey_id = $2 AND version = $3", tenant, journey_id, version)
+            self._cache[key] = orjson.loads(text)
+        return self._cache[key]
+
+
+@dataclass
+class Done:
+    row: asyncpg.Record
+    outcome: engine.Outcome | None = None
+    error: str = ""
+    hold: bool = False
+
+
+class Worker:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, effects: Effects, *, batch: int = 500,
+                 lease_seconds: float = 60) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._effects = effects
+        self._batch = batch
+        self._lease = lease_seconds
+        self._definitions = Definitions()
+        self.steps_total = 0
+
+    async def run_once(self) -> int:
+        """Claim what is due now, run it, save it; the number of enrollments handled."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await repo.claim(conn, now, self._batch, self._lease)
+        if not rows:
+            return 0
+        statuses = {(r["tenant_id"], r["id"]): r["status"] for r in await self._pool.fetch(
+            "SELECT tenant_id, id, status FROM journeys WHERE (tenant_id, id) IN "
+            "(SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+            [r["tenant_id"] for r in rows], [r["journey_id"] for r in rows])}
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(row: asyncpg.Record) -> Done:
+            status = statuses.get((row["tenant_id"], row["journey_id"]), "archived")
+            if status == "paused":
+                return Done(row, hold=True)
+            if status == "archived":
+                return Done(row, engine.Outcome(status="exited", exit_reason="archived", step_id=row["step_id"]))
+            async with gate:
+                return await self._run(row, now)
+
+        done = await asyncio.gather(*(one(r) for r in rows))
+        await self._save(done, now)
+        return len(rows)
+
+    async def _run(self, row: asyncpg.Record, now: datetime) -> Done:
+        definition = await self._definitions.get(self._pool, row["tenant_id"], row["journey_id"], row["version"])
+        state = engine.State(str(row["id"]), row["step_id"], row["context"], row["visits"],
+                             row["waiting_until"], row["waiting_for"], row["holdout"])
+        outcome = engine.advance(definition, state, now)
+        for effect in outcome.effects:
+            try:
+                await self._effects.perform(str(row["tenant_id"]), row, effect)
+            except grpc.aio.AioRpcError as exc:
+                return Done(row, error=f"{effect.kind} at {effect.step_id}: {exc.code().name} {exc.details()}")
+        return Done(row, outcome)
+
+    async def _save(self, done: list[Done], now: datetime) -> None:
+        ok = [d for d in done if d.outcome is not None]
+        failed = [d for d in done if d.error]
+        held = [d for d in done if d.hold]
+        async with self._pool.acquire() as conn, conn.transaction():
+            if ok:
+                await conn.executemany(
+                    """
+                    UPDATE enrollments SET status = $3, step_id = $4, visits = $5, due_at = $6, waiting_until = $7,
+                        waiting_for = $8, exit_reason = $9, ended_at = $10, attempts = 0, last_error = '',
+                        updated_at = $11
+                    WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND due_at = $12
+                    """,
+                    [(d.row["tenant_id"], d.row["id"], d.outcome.status, d.outcome.step_id, d.outcome.visits,
+                      d.outcome.due_at if d.outcome.status == "active" else None, d.outcome.waiting_until,
+                      d.outcome.waiting_for, d.outcome.exit_reason, None if d.outcome.status == "active" else now,
+                      now, d.row["due_at"]) for d in ok])
+                rows = [(d.row["tenant_id"], (d.row["id"], d.row["journey_id"], d.row["version"], step, kind, result,
+                                              d.row["holdout"]))
+                        for d in ok for step, kind, result in d.outcome.log]
+                by_tenant: dict = {}
+                for tenant, r in rows:
+                    by_tenant.setdefault(tenant, []).append(r)
+                for tenant, r in by_tenant.items():
+                    await repo.log(conn, tenant, r, now)
+                self.steps_total += len(rows)
+            for d in failed:
+                attempts = d.row["attempts"] + 1
+                give_up = attempts >= MAX_ATTEMPTS
+                log.warning("journey step failed", enrollment_id=str(d.row["id"]), attempts=attempts, error=d.error)
+                await conn.execute(
+                    """
+                    UPDATE enrollments SET attempts = $3, last_error = $4, due_at = $5, updated_at = $6,
+                        status = CASE WHEN $7 THEN 'exited' ELSE status END,
+                        exit_reason = CASE WHEN $7 THEN 'error' ELSE exit_reason END,
+                        ended_at = CASE WHEN $7 THEN $6 ELSE ended_at END
+                    WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND due_at = $8
+                    """, d.row["tenant_id"], d.row["id"], attempts, d.error[:1000],
+                    None if give_up else now + repo.backoff(attempts), now, give_up, d.row["due_at"])
+            if held:  # a paused journey: look again in a minute
+                await conn.executemany(
+                    "UPDATE enrollments SET due_at = $3 WHERE tenant_id = $1 AND id = $2 AND due_at = $4",
+                    [(d.row["tenant_id"], d.row["id"], now + repo.backoff(2), d.row["due_at"]) for d in held])
+
+
+async def install(runtime: Runtime, settings: JourneySettings) -> None:
+    """Run the worker every 200 ms (it drains what is due each time); it stops with `runtime`."""
+    effects = Effects.from_settings(settings)
+    worker = Worker(runtime.pool, runtime.clock, effects, batch=settings.worker_batch,
+                    lease_seconds=settings.worker_lease_seconds)
+
+    async def drain() -> None:
+        while await worker.run_once():
+            pass
+
+    runtime.every(0.2, drain, name="journey-worker")

@@ -1,0 +1,215 @@
+"""Moving one enrollment through a (validated) journey definition, pure: from where it is to the next
+point where it must wait, with the side effects to perform on the way.
+
+The same state and time always give the same result (random splits draw from a hash of enrollment
+and step), so a worker that dies after performing effects but before saving the new state re-runs
+the same path and repeats the same effects with the same idempotency keys: the receiving services
+apply each once. Holdout enrollments travel the same path (so their conversion windows match) but
+perform no effects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from journey.domain.definition import parse_duration
+
+MAX_STEPS_PER_RUN = 200
+EFFECT_TYPES = ("send", "webhook", "update_profile", "award_points", "issue_coupon")
+
+
+@dataclass
+class State:
+    """Where an enrollment is: its step, whether it is waiting there (`waiting_until`), its visit
+    counts per step (idempotency keys of repeated visits differ), its entry context."""
+
+    enrollment_id: str
+    step_id: str
+    context: dict
+    visits: dict[str, int] = field(default_factory=dict)
+    waiting_until: datetime | None = None
+    waiting_for: str = ""
+    holdout: bool = False
+    # set by the event path: the awaited event came (wait_for_event continues by `next`)
+    event_arrived: bool = False
+
+
+@dataclass
+class Effect:
+    kind: str
+    step_id: str
+    key: str
+    spec: dict
+
+
+@dataclass
+class Outcome:
+    status: str = "active"  # active / completed / exited
+    exit_reason: str = ""
+    step_id: str = ""
+    due_at: datetime | None = None
+    waiting_until: datetime | None = None
+    waiting_for: str = ""
+    effects: list[Effect] = field(default_factory=list)
+    # (step_id, step_type, outcome) for the trace and the per-step counts
+    log: list[tuple[str, str, str]] = field(default_factory=list)
+    visits: dict[str, int] = field(default_factory=dict)
+
+
+def draw(enrollment_id: str, step_id: str) -> float:
+    """A stable number in [0, 100) for this enrollment at this step."""
+    digest = hashlib.blake2b(f"{enrollment_id}:{step_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000 / 100
+
+
+def holdout_draw(enrollment_key: str) -> float:
+    return draw(enrollment_key, "holdout")
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    try:
+        if op == "eq":
+            return left == right
+        if op == "neq":
+            return left != right
+        if op == "gt":
+            return left is not None and left > right
+        if op == "gte":
+            return left is not None and left >= right
+        if op == "lt":
+            return left is not None and left < right
+        if op == "lte":
+            return left is not None and left <= right
+        if op == "in":
+            return left in right
+        if op == "not_in":
+            return left not in right
+        if op == "contains":
+            return left is not None and right in left
+        if op == "exists":
+            return left is not None
+        if op == "not_exists":
+            return left is None
+    except TypeError:
+        return False
+    return False
+
+
+def holds(cond: dict, facts: dict) -> bool:
+    """A condition of the grammar over `facts` = {"traits", "segments", "loyalty", "context", "opened"}."""
+    if "all" in cond:
+        return all(holds(c, facts) for c in cond["all"])
+    if "any" in cond:
+        return any(holds(c, facts) for c in cond["any"])
+    if "not" in cond:
+        return not holds(cond["not"], facts)
+    if "segment" in cond:
+        return (cond["segment"] in facts.get("segments", set())) == cond.get("in", True)
+    if "opened" in cond:
+        return cond["opened"] in facts.get("opened", set())
+    for source, key in (("trait", "traits"), ("loyalty", "loyalty"), ("event_property", "context")):
+        if source in cond:
+            return _compare(cond.get("op", "eq"), facts.get(key, {}).get(cond[source]), cond.get("value"))
+    return False
+
+
+def matches(where: list[dict] | None, properties: dict) -> bool:
+    """Event property filters: [{"property": p, "op": o, "value": v}, ...], all must hold."""
+    return all(_compare(w.get("op", "eq"), properties.get(w.get("property")), w.get("value")) for w in where or ())
+
+
+def advance(definition: dict, state: State, now: datetime, facts: dict | None = None) -> Outcome:
+    """Run from `state` as of `now` until the enrollment must wait or ends."""
+    steps = {s["id"]: s for s in definition["steps"]}
+    visits = dict(state.visits)
+    out = Outcome(visits=visits)
+    step_id = state.step_id or definition["start"]
+    resuming = state.waiting_until is not None or bool(state.waiting_for)
+    facts = facts or {"context": state.context}
+    for _ in range(MAX_STEPS_PER_RUN):
+        step = steps.get(step_id)
+        if step is None:  # a published definition never names a missing step; be safe
+            out.status, out.exit_reason, out.step_id = "exited", "error", step_id
+            return out
+        kind = step["type"]
+        if not resuming:
+            visits[step_id] = visits.get(step_id, 0) + 1
+        nxt = step.get("next")
+        if kind == "wait":
+            if not resuming:
+                until = _wait_until(step, now, facts)
+                if until > now:
+                    return _waiting(out, step_id, until, "")
+            resuming = False
+            out.log.append((step_id, kind, "next"))
+        elif kind == "wait_for_event":
+            if not resuming:
+                until = now + parse_duration(step["timeout"])
+                return _waiting(out, step_id, until, step["event"])
+            resuming = False
+            if state.event_arrived:
+                out.log.append((step_id, kind, "event"))
+            else:
+                out.log.append((step_id, kind, "timeout"))
+                nxt = step.get("timeout_next")
+        elif kind == "condition":
+            nxt, label = step.get("else"), "else"
+            for i, branch in enumerate(step.get("branches", [])):
+                if holds(branch["when"], facts):
+                    nxt, label = branch["next"], branch.get("label") or f"branch_{i + 1}"
+                    break
+            out.log.append((step_id, kind, label))
+        elif kind in ("random_split", "ab_test"):
+            branches = step.get("branches") or step.get("variants") or []
+            roll, acc = draw(state.enrollment_id, step_id), 0.0
+            chosen = branches[-1]
+            for branch in branches:
+                acc += branch["percent"]
+                if roll < acc:
+                    chosen = branch
+                    break
+            nxt = chosen["next"]
+            out.log.append((step_id, kind, chosen.get("label") or chosen["next"]))
+        elif kind in EFFECT_TYPES:
+            if not state.holdout:
+                key = f"journey:{state.enrollment_id}:{step_id}:{visits.get(step_id, 1)}"
+                out.effects.append(Effect(kind, step_id, key, step))
+            out.log.append((step_id, kind, "held_out" if state.holdout else "done"))
+        elif kind == "jump":
+            nxt = step["to"]
+            out.log.append((step_id, kind, "next"))
+        elif kind == "exit":
+            out.log.append((step_id, kind, "exit"))
+            out.status, out.step_id = "completed", step_id
+            return out
+        if not nxt:  # the end of a branch completes the journey
+            out.status, out.step_id = "completed", step_id
+            return out
+        step_id = nxt
+    out.status, out.exit_reason, out.step_id = "exited", "error", step_id  # ran round too long without waiting
+    return out
+
+
+def _waiting(out: Outcome, step_id: str, until: datetime, event: str) -> Outcome:
+    out.step_id, out.due_at, out.waiting_until, out.waiting_for = step_id, until, until, event
+    return out
+
+
+def _wait_until(step: dict, now: datetime, facts: dict) -> datetime:
+    if "duration" in step:
+        return now + parse_duration(step["duration"])
+    if "until" in step:
+        return datetime.fromisoformat(step["until"])
+    if "until_trait" in step:
+        raw = facts.get("traits", {}).get(step["until_trait"])
+        try:
+            base = datetime.fromisoformat(str(raw))
+        except ValueError:
+            return now
+        if base.tzinfo is None:
+            base = base.replace(tzinfo=now.tzinfo)
+        return base + (parse_duration(step["offset"]) if step.get("offset") else timedelta())
+    return now  # best_send_time: messaging is not built yet; send at once
