@@ -31,6 +31,7 @@ from journey.domain.definition import (
     SendStep,
     WaitForEventStep,
     WaitStep,
+    evaluate_condition,
     matches,
     parse_duration,
     validate,
@@ -68,8 +69,8 @@ EVERY_STEP_TYPE = {
          "traits": {"stage": "onboarding"}, "next": "sleep"},
         {"id": "sleep", "type": "wait", "best_send_time": True, "within": "P1D", "next": "until-birthday"},
         {"id": "until-birthday", "type": "wait", "until_trait": "birthday", "offset": "-P3D", "next": "at-launch"},
-        {"id": "at-launch", "type": "wait", "until": "2026-05-01T09:00:00Z", "next": "vip?"},
-        {"id": "vip?".replace("?", ""), "type": "condition",
+        {"id": "at-launch", "type": "wait", "until": "2026-05-01T09:00:00Z", "next": "vip"},
+        {"id": "vip", "type": "condition",
          "branches": [
              {"when": {"all": [{"loyalty": "tier", "op": "in", "value": ["silver", "gold"]},
                                {"segment": SEGMENT, "in": True}]}, "next": "points", "label": "vip"},
@@ -592,7 +593,7 @@ def test_conditions_nest_at_most_ten_levels():
     ({"id": "a", "type": "wait_for_event", "event": "x"}, "missing_field", "/steps/0/timeout"),
     ({"id": "a", "type": "condition"}, "missing_field", "/steps/0/branches"),
     ({"id": "a", "type": "condition", "branches": []}, "invalid_field", "/steps/0/branches"),
-    ({"id": "a", "type": "condition", "branches": [{"next": "a"}]}, "missing_field", "/steps/0/branches/0/when"),
+    ({"id": "a", "type": "condition", "branches": [{"label": "x"}]}, "missing_field", "/steps/0/branches/0/when"),
     ({"id": "a", "type": "condition", "branches": [{"when": {"trait": "x", "op": "exists"}}], "next": "a"},
      "invalid_field", "/steps/0/next"),
     ({"id": "a", "type": "random_split", "branches": [{"percent": 100}]}, "invalid_field", "/steps/0/branches"),
@@ -607,14 +608,15 @@ def test_conditions_nest_at_most_ten_levels():
     ({"id": "a", "type": "ab_test", "variants": [{"percent": 50}, {"percent": 50}], "goal": "x",
       "decide_after": "P1D"}, "missing_field", "/steps/0/winner_share"),
     ({"id": "a", "type": "exit", "next": "a"}, "invalid_field", "/steps/0/next"),
-    ("exit", "invalid_field", "/steps/0"),
 ])
 def test_step_fields_are_checked_per_type(step, code, path):
-    issue = only_error(with_steps(step) if isinstance(step, dict) else journey(steps=[step], start="x"),
-                       ) if isinstance(step, dict) else check(journey(steps=[step], start="x")).errors[0]
-    assert (issue.code, issue.path) == (code, path)
-    if isinstance(step, dict):
-        assert issue.step_id == "a"
+    issue = only_error(with_steps(step))
+    assert (issue.code, issue.path, issue.step_id) == (code, path, "a")
+
+
+def test_a_step_that_is_not_an_object_is_invalid_field():
+    result = check(journey(steps=[{"id": "a", "type": "exit"}, "exit"], start="a"))
+    assert codes(result) == [("invalid_field", "/steps/1", "")]
 
 
 def test_all_errors_are_collected_at_once_in_document_order():
@@ -732,9 +734,6 @@ def holds(cond):
     return evaluate_condition(cond, **PERSON)
 
 
-from journey.domain.definition import evaluate_condition  # noqa: E402  (kept beside its table)
-
-
 @pytest.mark.parametrize(("cond", "expected"), [
     (Compare("trait", "locale", "eq", "zh-CN"), True),
     (Compare("trait", "locale", "eq", "en"), False),
@@ -797,8 +796,10 @@ def test_evaluate_condition_truth_table(cond, expected):
 def test_parsed_conditions_evaluate():
     result = check(EVERY_STEP_TYPE)
     vip = result.definition.steps["vip"].branches
-    assert holds(vip[0].when) is True
-    assert evaluate_condition(vip[0].when, **{**PERSON, "loyalty": {"tier": "bronze"}}) is False
+    in_segment = {**PERSON, "segments": {SEGMENT}}
+    assert evaluate_condition(vip[0].when, **in_segment) is True
+    assert evaluate_condition(vip[0].when, **{**in_segment, "loyalty": {"tier": "bronze"}}) is False
+    assert holds(vip[0].when) is False  # gold, but not in the segment
     assert holds(vip[1].when) is True
 
 

@@ -144,7 +144,7 @@ class Worker:
     async def _run(self, row: asyncpg.Record, now: datetime) -> Done:
         definition = await self._definitions.get(self._pool, row["tenant_id"], row["journey_id"], row["version"])
         state = engine.State(str(row["id"]), row["step_id"], row["context"], row["visits"],
-                             row["waiting_until"], row["waiting_for"], row["holdout"])
+                             row["waiting_until"], row["waiting_for"], row["holdout"], row["arrived"])
         outcome = engine.advance(definition, state, now)
         for effect in outcome.effects:
             try:
@@ -163,7 +163,7 @@ class Worker:
                     """
                     UPDATE enrollments SET status = $3, step_id = $4, visits = $5, due_at = $6, waiting_until = $7,
                         waiting_for = $8, exit_reason = $9, ended_at = $10, attempts = 0, last_error = '',
-                        updated_at = $11
+                        arrived = false, updated_at = $11
                     WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND due_at = $12
                     """,
                     [(d.row["tenant_id"], d.row["id"], d.outcome.status, d.outcome.step_id, d.outcome.visits,

@@ -23,8 +23,8 @@ STATUS = {"active": pb.ENROLLMENT_STATUS_ACTIVE, "completed": pb.ENROLLMENT_STAT
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
 
 _COLUMNS = """id, journey_id, version, profile_id, status, holdout, entry_key, idempotency_key, trigger, context,
-    step_id, visits, due_at, waiting_until, waiting_for, attempts, last_error, converted_at, exit_reason, entered_at,
-    updated_at, ended_at"""
+    step_id, visits, due_at, waiting_until, waiting_for, arrived, attempts, last_error, converted_at, exit_reason,
+    entered_at, updated_at, ended_at"""
 
 
 def message(row: asyncpg.Record) -> pb.Enrollment:

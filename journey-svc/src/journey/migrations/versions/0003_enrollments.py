@@ -35,6 +35,8 @@ STATEMENTS = [
         due_at timestamptz NULL,
         waiting_until timestamptz NULL,
         waiting_for text NOT NULL DEFAULT '',
+        -- the awaited event came: the wait_for_event step continues by `next` at the next run
+        arrived boolean NOT NULL DEFAULT false,
         attempts int NOT NULL DEFAULT 0,
         last_error text NOT NULL DEFAULT '',
         converted_at timestamptz NULL,
