@@ -202,3 +202,64 @@ async def test_paused_journeys_hold_and_archived_ones_end(api, loyalty, worker, 
     await drain(worker)
     e = (await api.call("GetEnrollment", pb.GetEnrollmentRequest(enrollment_id=enrolled.enrollment.id))).enrollment
     assert e.status == pb.ENROLLMENT_STATUS_EXITED and e.exit_reason == "archived"
+
+
+@pytest.fixture
+async def identity(make_database, redis_url):
+    from identity.app import MIGRATIONS as IDENTITY_MIGRATIONS
+    from identity.app import build as build_identity
+    from identity.settings import IdentitySettings
+    from mcloud.identity.v1 import identity_pb2_grpc
+
+    db = await make_database("identity", migrations=IDENTITY_MIGRATIONS)
+    settings = IdentitySettings(database_url=db, redis_url=redis_url, grpc_port=0)
+    async with running_service(build_identity, settings, jobs=False) as (service, channel):
+        yield identity_pb2_grpc.IdentityServiceStub(channel), service.port
+
+
+async def test_condition_splits_read_traits_and_loyalty_from_the_owning_services(api, loyalty, identity, journey_db,
+                                                                                clock):
+    from mcloud.identity.v1 import identity_pb2 as ipb
+
+    stub, loyalty_port = loyalty
+    ident, identity_port = identity
+    md = tenant_metadata(api.tenant)
+    program_id, _ = await loyalty_setup(stub, api.tenant)
+    people = {}
+    for user, locale in (("u-cn", "zh-CN"), ("u-en", "en")):
+        r = await ident.IngestEvents(ipb.IngestEventsRequest(events=[ipb.InboundEvent(
+            type=ipb.CALL_TYPE_IDENTIFY, message_id=f"m-{user}", user_id=user, channel="web",
+            traits_json=orjson.dumps({"locale": locale}).decode())]), metadata=md)
+        people[user] = r.profile_ids[0]
+    for profile in people.values():
+        await member(stub, api.tenant, program_id, profile)
+    await stub.AdjustPoints(lpb.AdjustPointsRequest(program_id=program_id, profile_id=people["u-en"], points=1000,
+                                                    qualifying=True, actor="ops", reason="status match"),
+                            metadata=md)  # u-en is Silver
+    definition = {"entry": {"type": "api"}, "start": "split",
+                  "steps": [{"id": "split", "type": "condition", "else": "small",
+                             "branches": [{"when": {"trait": "locale", "op": "eq", "value": "zh-CN"}, "next": "cn",
+                                           "label": "zh"},
+                                          {"when": {"loyalty": "tier", "op": "in", "value": ["silver", "gold"]},
+                                           "next": "vip", "label": "vip"}]},
+                            {"id": "cn", "type": "award_points", "points": 88, "program_id": program_id,
+                             "reason": "cn"},
+                            {"id": "vip", "type": "award_points", "points": 50, "program_id": program_id,
+                             "reason": "vip"},
+                            {"id": "small", "type": "award_points", "points": 1, "program_id": program_id,
+                             "reason": "small"}]}
+    jid = await publish(api, definition)
+    for profile in people.values():
+        await api.call("EnrollProfile", pb.EnrollProfileRequest(journey_id=jid, profile_id=profile))
+    pool = await create_pool(journey_db)
+    effects = Effects(f"127.0.0.1:{identity_port}", f"127.0.0.1:{loyalty_port}", "127.0.0.1:1")
+    try:
+        await drain(Worker(pool, clock, effects))
+    finally:
+        await effects.close()
+        await pool.close()
+    assert (await member(stub, api.tenant, program_id, people["u-cn"])).balance.available == 88
+    assert (await member(stub, api.tenant, program_id, people["u-en"])).balance.available == 50
+    stats = await api.call("GetJourneyStats", pb.GetJourneyStatsRequest(journey_id=jid))
+    split = next(s for s in stats.steps if s.step_id == "split")
+    assert {o.outcome: o.count for o in split.outcomes} == {"zh": 1, "vip": 1}

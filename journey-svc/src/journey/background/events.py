@@ -26,7 +26,7 @@ from journey.domain import engine
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
 from journey.settings import JourneySettings
-from mcloud.events.v1 import event_pb2, identity_events_pb2, loyalty_events_pb2
+from mcloud.events.v1 import event_pb2, identity_events_pb2, loyalty_events_pb2, messaging_events_pb2
 from mcloud_common.bus import StreamConsumer
 from mcloud_common.clock import Clock
 from mcloud_common.errors import DomainError
@@ -38,7 +38,8 @@ log = get_logger(__name__)
 
 GROUP = "journey"
 PRODUCERS = ("identity", "loyalty", "messaging")
-ALWAYS = frozenset({"profile.merged", "profile.erased", "tier.changed", "segment.entered", "segment.exited"})
+ALWAYS = frozenset({"profile.merged", "profile.erased", "tier.changed", "segment.entered", "segment.exited",
+                    "message.opened"})
 REFRESH_SECONDS = 5.0
 
 _ACTIVE = """
@@ -113,6 +114,12 @@ class Reactions:
         if parse_uuid(profile) is None:
             return
         name, props = _name(event), _props(event)
+        if event.type == "message.opened":
+            await opened(conn, tenant, event)
+        if event.type == "segment.exited":
+            membership = identity_events_pb2.SegmentMembershipChanged()
+            event.payload.Unpack(membership)
+            props = {**props, "segment_id": membership.segment_id}
         await self._running(conn, tenant, profile, name, props, now)
         for journey, definition in self.journeys.by_tenant.get(tenant, []):
             if journey["status"] != "active":
@@ -165,7 +172,9 @@ class Reactions:
     async def _react(conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, definition: dict, name: str,
                      props: dict, now: datetime) -> None:
         for criterion in definition.get("exit_criteria", []):
-            if criterion.get("event") == name and engine.matches(criterion.get("where"), props):
+            left = criterion.get("segment_left")
+            if (criterion.get("event") == name and engine.matches(criterion.get("where"), props)) or (
+                    left and name == "segment.exited" and props.get("segment_id") == left):
                 await _end(conn, tenant, r, "exited", "exit_criteria", now)
                 return
         goal = definition.get("goal") or {}
@@ -188,6 +197,21 @@ class Reactions:
                     "UPDATE enrollments SET arrived = true, waiting_for = '', due_at = $3, updated_at = $3 "
                     "WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND waiting_for = $4",
                     tenant, r["id"], now, name)
+
+
+async def opened(conn: asyncpg.Connection, tenant: str, event: event_pb2.Event) -> None:
+    """A message a journey sent was opened: conditions `{"opened": step}` of that enrollment hold."""
+    payload = messaging_events_pb2.MessageOpened()
+    event.payload.Unpack(payload)
+    ref = payload.message
+    if parse_uuid(ref.enrollment_id) is None or not ref.step_id:
+        return
+    await conn.execute(
+        """
+        UPDATE enrollments SET context = jsonb_set(context, '{_opened}',
+            coalesce(context->'_opened', '[]'::jsonb) || to_jsonb($3::text))
+        WHERE tenant_id = $1 AND id = $2 AND NOT coalesce(context->'_opened', '[]'::jsonb) ? $3
+        """, tenant, ref.enrollment_id, ref.step_id)
 
 
 async def _end(conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, status: str, reason: str,

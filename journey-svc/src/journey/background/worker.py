@@ -33,7 +33,15 @@ MAX_ATTEMPTS = 5
 CONCURRENCY = 32
 _CHANNELS = {"email": messaging_pb2.CHANNEL_EMAIL, "sms": messaging_pb2.CHANNEL_SMS,
              "push": messaging_pb2.CHANNEL_PUSH, "in_app": messaging_pb2.CHANNEL_IN_APP,
-             "webhook": messaging_pb2.CHANNEL_WEBHOOK}
+             "webhook": messaging_pb2.CHANNEL_WEBHOOK, "best": messaging_pb2.CHANNEL_BEST}
+
+
+def _needs(definition: dict) -> tuple[bool, bool]:
+    """Whether running `definition` needs the person's profile (traits, segments) and loyalty status."""
+    steps = definition.get("steps", [])
+    profile = any(s.get("type") == "condition" or "until_trait" in s for s in steps)
+    loyalty = profile and '"loyalty"' in orjson.dumps(steps).decode()
+    return profile, loyalty
 
 
 class Effects:
@@ -52,6 +60,34 @@ class Effects:
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+    async def facts(self, tenant: str, row: asyncpg.Record, definition: dict) -> dict:
+        """What conditions look at: entry context, traits (computed ones included), segments, loyalty
+        tier and points, the send steps whose message was opened."""
+        context = row["context"] or {}
+        out = {"context": context, "traits": {}, "segments": set(), "loyalty": {},
+               "opened": set(context.get("_opened", []))}
+        need_profile, need_loyalty = _needs(definition)
+        md, profile = tenant_metadata(tenant), str(row["profile_id"])
+        if need_profile:
+            try:
+                found = (await self.identity.GetProfile(identity_pb2.GetProfileRequest(profile_id=profile),
+                                                        metadata=md)).profile
+                out["traits"] = {**orjson.loads(found.computed_json or "{}"), **orjson.loads(found.traits_json or "{}")}
+                out["segments"] = set(found.segment_ids)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        if need_loyalty:
+            try:
+                member = (await self.loyalty.GetMember(loyalty_pb2.GetMemberRequest(profile_id=profile),
+                                                       metadata=md)).member
+                out["loyalty"] = {"tier": member.tier.tier_code, "points": member.balance.available,
+                                  "qualifying": member.balance.qualifying}
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    raise
+        return out
 
     async def perform(self, tenant: str, row: asyncpg.Record, effect: engine.Effect) -> None:
         md, spec, profile = tenant_metadata(tenant), effect.spec, str(row["profile_id"])
@@ -145,7 +181,11 @@ class Worker:
         definition = await self._definitions.get(self._pool, row["tenant_id"], row["journey_id"], row["version"])
         state = engine.State(str(row["id"]), row["step_id"], row["context"], row["visits"],
                              row["waiting_until"], row["waiting_for"], row["holdout"], row["arrived"])
-        outcome = engine.advance(definition, state, now)
+        try:
+            facts = await self._effects.facts(str(row["tenant_id"]), row, definition)
+        except grpc.aio.AioRpcError as exc:
+            return Done(row, error=f"reading the profile: {exc.code().name} {exc.details()}")
+        outcome = engine.advance(definition, state, now, facts)
         for effect in outcome.effects:
             try:
                 await self._effects.perform(str(row["tenant_id"]), row, effect)
