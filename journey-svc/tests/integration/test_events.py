@@ -166,3 +166,13 @@ async def test_merge_keeps_one_enrollment_and_erase_removes_the_person(api, feed
     await feed(domain("identity", api.tenant, "profile.erased", known, identity_events_pb2.ProfileErased(
         profile_id=known)))
     assert await enrollments(api, profile=known) == []
+
+
+async def test_domain_event_payload_fields_key_and_filter_entries(api, feed):
+    definition = {"entry": {"type": "event", "event": "coupon.expiring", "key": "code"},
+                  "reentry": {"mode": "after_exit"}, "start": "done", "steps": [{"id": "done", "type": "exit"}]}
+    jid = await publish_journey(api, definition)
+    rachel = str(uuid.uuid4())
+    await feed(*(domain("loyalty", api.tenant, "coupon.expiring", rachel, loyalty_events_pb2.CouponExpiring(
+        profile_id=rachel, code=code)) for code in ("SAVE10-A", "SAVE10-B", "SAVE10-A")))
+    assert sorted(e.entry_key for e in await enrollments(api, jid)) == ["SAVE10-A", "SAVE10-B"]

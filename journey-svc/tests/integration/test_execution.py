@@ -97,8 +97,10 @@ async def test_a_journey_runs_its_steps_with_effects_in_loyalty_and_timers_on_th
     assert await drain(worker) == 0  # nothing due before the timer
     clock.advance(days=1, seconds=1)
     assert await drain(worker) == 1
-    e = (await api.call("GetEnrollment", pb.GetEnrollmentRequest(enrollment_id=enrolled.enrollment.id))).enrollment
-    assert e.status == pb.ENROLLMENT_STATUS_COMPLETED
+    got = await api.call("GetEnrollment", pb.GetEnrollmentRequest(enrollment_id=enrolled.enrollment.id))
+    assert got.enrollment.status == pb.ENROLLMENT_STATUS_COMPLETED
+    assert [(t.step_id, t.outcome) for t in got.trace] == [
+        ("points", "entered"), ("points", "done"), ("wait-1d", "next"), ("coupon", "done"), ("done", "exit")]
     coupons = await stub.ListCoupons(lpb.ListCouponsRequest(profile_id=profile), metadata=tenant_metadata(api.tenant))
     assert len(coupons.coupons) == 1 and coupons.coupons[0].source == "journey"
     stats = await api.call("GetJourneyStats", pb.GetJourneyStatsRequest(journey_id=jid))

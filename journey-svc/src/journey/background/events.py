@@ -21,12 +21,19 @@ from datetime import datetime
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from google.protobuf import json_format, symbol_database
 
 from journey.domain import engine
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
 from journey.settings import JourneySettings
-from mcloud.events.v1 import event_pb2, identity_events_pb2, loyalty_events_pb2, messaging_events_pb2
+from mcloud.events.v1 import (  # noqa: F401 - recommend_events registers its payload types
+    event_pb2,
+    identity_events_pb2,
+    loyalty_events_pb2,
+    messaging_events_pb2,
+    recommend_events_pb2,
+)
 from mcloud_common.bus import StreamConsumer
 from mcloud_common.clock import Clock
 from mcloud_common.errors import DomainError
@@ -55,6 +62,16 @@ def _name(event: event_pb2.Event) -> str:
 
 
 def _props(event: event_pb2.Event) -> dict:
+    """What filters, keys and context see: a track event's properties, or a domain event's payload
+    fields (e.g. coupon.expiring's `code`, message.opened's `message.step_id`)."""
+    if event.HasField("payload") and event.payload.type_url:
+        try:
+            cls = symbol_database.Default().GetSymbol(event.payload.type_url.rsplit("/", 1)[-1])
+        except KeyError:
+            return {}
+        message = cls()
+        event.payload.Unpack(message)
+        return json_format.MessageToDict(message, preserving_proto_field_name=True)
     try:
         value = orjson.loads(event.properties_json or "{}")
     except orjson.JSONDecodeError:

@@ -41,8 +41,9 @@ class EnrollmentsApi(ServicerBase):
     async def GetEnrollment(self, request: pb.GetEnrollmentRequest, context: Context) -> pb.GetEnrollmentResponse:
         tenant = tenant_id(context)
         async with self._pool.acquire() as conn:
-            return pb.GetEnrollmentResponse(enrollment=repo.message(
-                await repo.get(conn, tenant, request.enrollment_id)))
+            row = await repo.get(conn, tenant, request.enrollment_id)
+            trace = await repo.trace(conn, tenant, row["id"])
+        return pb.GetEnrollmentResponse(enrollment=repo.message(row), trace=trace)
 
     async def ListEnrollments(self, request: pb.ListEnrollmentsRequest, context: Context
                               ) -> pb.ListEnrollmentsResponse:

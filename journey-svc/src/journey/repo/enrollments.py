@@ -180,6 +180,17 @@ async def page(conn: asyncpg.Connection, tenant: str, request: pb.ListEnrollment
     return [message(r) for r in rows], _token(rows[-1]["entered_at"], rows[-1]["id"]) if more else ""
 
 
+async def trace(conn: asyncpg.Connection, tenant: str, enrollment_id: uuid.UUID) -> list[pb.TraceStep]:
+    rows = await conn.fetch("SELECT step_id, step_type, outcome, at FROM step_log WHERE tenant_id = $1 "
+                            "AND enrollment_id = $2 ORDER BY id", tenant, enrollment_id)
+    out = []
+    for r in rows:
+        step = pb.TraceStep(step_id=r["step_id"], step_type=r["step_type"], outcome=r["outcome"])
+        set_timestamp(step.at, r["at"])
+        out.append(step)
+    return out
+
+
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(2 ** attempts * 5, 3600))
 

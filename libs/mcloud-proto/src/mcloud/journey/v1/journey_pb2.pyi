@@ -280,10 +280,24 @@ class GetEnrollmentRequest(_message.Message):
     def __init__(self, enrollment_id: _Optional[str] = ...) -> None: ...
 
 class GetEnrollmentResponse(_message.Message):
-    __slots__ = ("enrollment",)
+    __slots__ = ("enrollment", "trace")
     ENROLLMENT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     enrollment: Enrollment
-    def __init__(self, enrollment: _Optional[_Union[Enrollment, _Mapping]] = ...) -> None: ...
+    trace: _containers.RepeatedCompositeFieldContainer[TraceStep]
+    def __init__(self, enrollment: _Optional[_Union[Enrollment, _Mapping]] = ..., trace: _Optional[_Iterable[_Union[TraceStep, _Mapping]]] = ...) -> None: ...
+
+class TraceStep(_message.Message):
+    __slots__ = ("step_id", "step_type", "outcome", "at")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    step_type: str
+    outcome: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, step_id: _Optional[str] = ..., step_type: _Optional[str] = ..., outcome: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListEnrollmentsRequest(_message.Message):
     __slots__ = ("journey_id", "profile_id", "statuses", "page_size", "page_token")
