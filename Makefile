@@ -41,3 +41,4 @@ bench: install ## benchmarks; writes bench/REPORT.md
 	$(VENV)/python -m bench.ingest
 	$(VENV)/python -m bench.identity
 	$(VENV)/python -m bench.loyalty
+	$(VENV)/python -m bench.journey

@@ -1,6 +1,7 @@
 """Gateway test kit: a migrated gateway database, a fake IdentityService (gRPC, in-process, port 0)
-that records what the gateway sends, a factory for running gateway apps behind httpx, and a gateway in
-front of a REAL loyalty service (its own migrated database, real Valkey, a ManualClock)."""
+that records what the gateway sends, a factory for running gateway apps behind httpx, and gateways in
+front of a REAL loyalty service and a REAL journey service (each with its own migrated database, real
+Valkey, a ManualClock)."""
 
 from __future__ import annotations
 
@@ -186,6 +187,41 @@ async def loyalty_client(gateway_db, redis_url, loyalty_port) -> AsyncIterator[h
     """A gateway in front of the real loyalty service; the other services are absent."""
     values = {f"{name}_target": f"127.0.0.1:{free_port()}" for name in SERVICES}
     values["loyalty_target"] = f"127.0.0.1:{loyalty_port}"
+    app = create_app(GatewaySettings(database_url=gateway_db, redis_url=redis_url, key_cache_seconds=0, **values))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http
+
+
+JOURNEY_T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def journey_clock() -> ManualClock:
+    """The journey service's clock (starts at JOURNEY_T0). Shared by a module's tests: only move it forward."""
+    return ManualClock(JOURNEY_T0)
+
+
+@pytest.fixture(scope="module")
+async def journey_port(make_database, redis_url, journey_clock) -> AsyncIterator[int]:
+    """A real journey service (no executor: nothing runs steps on its own) on a free port, with its own
+    migrated database."""
+    from journey.app import MIGRATIONS as JOURNEY_MIGRATIONS
+    from journey.app import build as build_journey
+    from journey.settings import JourneySettings
+
+    db = await make_database("journey", migrations=JOURNEY_MIGRATIONS)
+    settings = JourneySettings(database_url=db, redis_url=redis_url, grpc_port=0)
+    async with running_service(build_journey, settings, clock=journey_clock, jobs=False) as (service, _):
+        yield service.port
+
+
+@pytest.fixture(scope="module")
+async def journey_client(gateway_db, redis_url, journey_port) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway in front of the real journey service; the other services are absent."""
+    values = {f"{name}_target": f"127.0.0.1:{free_port()}" for name in SERVICES}
+    values["journey_target"] = f"127.0.0.1:{journey_port}"
     app = create_app(GatewaySettings(database_url=gateway_db, redis_url=redis_url, key_cache_seconds=0, **values))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

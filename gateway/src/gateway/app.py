@@ -22,6 +22,7 @@ from gateway.routes import (
     health,
     identity_settings,
     imports,
+    journeys,
     loyalty,
     meta,
     privacy,
@@ -54,7 +55,7 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
   (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
-  `loyalty:read`, `loyalty:write`; `admin` implies all).
+  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -91,6 +92,12 @@ TAGS = [
         "name": "rewards",
         "description": "Rewards catalogues bought with points, redemptions and their fulfilment. "
         "`loyalty:read` / `loyalty:write`.",
+    },
+    {
+        "name": "journeys",
+        "description": "Marketing automation: journey definitions (JSON graphs) as drafts with precise validation, "
+        "published versions, pause/resume/archive, enrollments and their stats (treated vs holdout). "
+        "`journeys:read` / `journeys:write`.",
     },
     {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
     {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
@@ -171,6 +178,7 @@ def create_app(
     app.include_router(loyalty.router)
     app.include_router(coupons.router)
     app.include_router(rewards.router)
+    app.include_router(journeys.router)
     app.include_router(clerk.router)
     app.include_router(privacy.router)
     app.include_router(imports.router)

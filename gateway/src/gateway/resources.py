@@ -15,6 +15,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.tenancy import KeyCache
 from mcloud.identity.v1 import identity_pb2_grpc
+from mcloud.journey.v1 import journey_pb2_grpc
 from mcloud.loyalty.v1 import loyalty_pb2_grpc
 from mcloud_common.clock import Clock, SystemClock
 
@@ -43,6 +44,13 @@ class Resources:
             stub = self._loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(self.channels["loyalty"])
         return stub
 
+    @property
+    def journey(self) -> journey_pb2_grpc.JourneyServiceStub:
+        stub = getattr(self, "_journey", None)
+        if stub is None:
+            stub = self._journey = journey_pb2_grpc.JourneyServiceStub(self.channels["journey"])
+        return stub
+
 
 def get_resources(request: Request) -> Resources:
     return request.app.state.resources
@@ -63,3 +71,10 @@ def get_loyalty(request: Request) -> loyalty_pb2_grpc.LoyaltyServiceStub:
 
 
 LoyaltyDep = Annotated[loyalty_pb2_grpc.LoyaltyServiceStub, Depends(get_loyalty)]
+
+
+def get_journey(request: Request) -> journey_pb2_grpc.JourneyServiceStub:
+    return request.app.state.resources.journey
+
+
+JourneyDep = Annotated[journey_pb2_grpc.JourneyServiceStub, Depends(get_journey)]

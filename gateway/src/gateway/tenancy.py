@@ -37,6 +37,8 @@ KNOWN_SCOPES = frozenset(
         "imports:write",
         "loyalty:read",
         "loyalty:write",
+        "journeys:read",
+        "journeys:write",
         ADMIN,
     }
 )

@@ -199,17 +199,25 @@ class Worker:
         held = [d for d in done if d.hold]
         async with self._pool.acquire() as conn, conn.transaction():
             if ok:
-                await conn.executemany(
+                # one statement for the whole batch; a row whose lease is no longer ours is left alone
+                cols = list(zip(*[(d.row["tenant_id"], d.row["id"], d.outcome.status, d.outcome.step_id,
+                                   orjson.dumps(d.outcome.visits).decode(),
+                                   d.outcome.due_at if d.outcome.status == "active" else None,
+                                   d.outcome.waiting_until, d.outcome.waiting_for, d.outcome.exit_reason,
+                                   None if d.outcome.status == "active" else now, d.row["due_at"]) for d in ok],
+                                 strict=True))
+                await conn.execute(
                     """
-                    UPDATE enrollments SET status = $3, step_id = $4, visits = $5, due_at = $6, waiting_until = $7,
-                        waiting_for = $8, exit_reason = $9, ended_at = $10, attempts = 0, last_error = '',
-                        arrived = false, updated_at = $11
-                    WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND due_at = $12
-                    """,
-                    [(d.row["tenant_id"], d.row["id"], d.outcome.status, d.outcome.step_id, d.outcome.visits,
-                      d.outcome.due_at if d.outcome.status == "active" else None, d.outcome.waiting_until,
-                      d.outcome.waiting_for, d.outcome.exit_reason, None if d.outcome.status == "active" else now,
-                      now, d.row["due_at"]) for d in ok])
+                    UPDATE enrollments e SET status = u.status, step_id = u.step_id, visits = u.visits::jsonb,
+                        due_at = u.due_at, waiting_until = u.waiting_until, waiting_for = u.waiting_for,
+                        exit_reason = u.exit_reason, ended_at = u.ended_at, attempts = 0, last_error = '',
+                        arrived = false, updated_at = $12
+                    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                                $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+                         AS u(tenant_id, id, status, step_id, visits, due_at, waiting_until, waiting_for, exit_reason,
+                              ended_at, leased)
+                    WHERE e.tenant_id = u.tenant_id AND e.id = u.id AND e.status = 'active' AND e.due_at = u.leased
+                    """, *[list(c) for c in cols], now)
                 rows = [(d.row["tenant_id"], (d.row["id"], d.row["journey_id"], d.row["version"], step, kind, result,
                                               d.row["holdout"]))
                         for d in ok for step, kind, result in d.outcome.log]

@@ -110,10 +110,11 @@ def _blocked(reentry: dict, last: asyncpg.Record, now: datetime) -> bool:
 async def log(conn: asyncpg.Connection, tenant: str, rows: list[tuple], now: datetime) -> None:
     """Step log rows: (enrollment_id, journey_id, version, step_id, step_type, outcome, holdout)."""
     if rows:
-        await conn.executemany(
+        cols = [list(c) for c in zip(*rows, strict=True)]
+        await conn.execute(
             "INSERT INTO step_log (tenant_id, enrollment_id, journey_id, version, step_id, step_type, outcome, "
-            "holdout, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            [(tenant, *r, now) for r in rows])
+            "holdout, at) SELECT $1, * , $9 FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::text[], "
+            "$7::text[], $8::boolean[])", tenant, *cols, now)
 
 
 _CLAIM = """
@@ -236,14 +237,15 @@ async def stats(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record, 
     out.uplift = out.conversion_rate - out.holdout_conversion_rate
     steps: dict[str, pb.StepStats] = {}
     for r in await conn.fetch(_STEPS, *args):
+        if r["step_type"] in ("entry", "goal", "exit") and r["outcome"] != "exit":
+            continue  # entering the journey, conversions and early exits are not a step's own counts
         s = steps.setdefault(r["step_id"], pb.StepStats(step_id=r["step_id"], step_type=r["step_type"]))
-        if r["step_type"] == "entry":
-            continue
+        s.step_type = r["step_type"]
         s.completed += r["n"]
         s.outcomes.add(outcome=r["outcome"], count=r["n"])
     for r in await conn.fetch(_WAITING, *args):
         steps.setdefault(r["step_id"], pb.StepStats(step_id=r["step_id"])).active = r["n"]
     for s in steps.values():
         s.entered = s.completed + s.active
-    out.steps.extend(s for s in steps.values() if s.step_type != "entry")
+    out.steps.extend(steps.values())
     return out
