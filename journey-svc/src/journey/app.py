@@ -32,7 +32,8 @@ async def build(settings: JourneySettings, *, clock: Clock | None = None, relay:
                 jobs: bool = True) -> GrpcService:
     """The journey service, not yet started; `jobs=False` leaves out the executor (tests drive it)."""
     return await build_service(
-        settings, servicer=lambda rt: JourneyServicer(rt.pool, rt.clock, settings.stream_shards, rt.redis),
+        settings, servicer=lambda rt: JourneyServicer(rt.pool, rt.clock, settings.stream_shards, rt.redis,
+                                                      effects=worker.Effects.from_settings(settings)),
         add_to_server=journey_pb2_grpc.add_JourneyServiceServicer_to_server, descriptor=journey_pb2.DESCRIPTOR,
         clock=clock, relay=relay, prepare=_prepare_with(settings, jobs),
     )

@@ -265,3 +265,53 @@ async def test_condition_splits_read_traits_and_loyalty_from_the_owning_services
     stats = await api.call("GetJourneyStats", pb.GetJourneyStatsRequest(journey_id=jid))
     split = next(s for s in stats.steps if s.step_id == "split")
     assert {o.outcome: o.count for o in split.outcomes} == {"zh": 1, "vip": 1}
+
+
+async def test_test_mode_fast_forwards_waits_and_lists_effects(api):
+    from mcloud.journey.v1 import journey_pb2 as jpb
+
+    cart = {"entry": {"type": "event", "event": "Product Added", "key": "cart_id"}, "start": "wait-1h",
+            "steps": [{"id": "wait-1h", "type": "wait", "duration": "PT1H", "next": "bought"},
+                      {"id": "bought", "type": "wait_for_event", "event": "Checkout Started", "timeout": "P1D",
+                       "next": "done", "timeout_next": "remind"},
+                      {"id": "remind", "type": "send", "channel": "email", "template": "cart", "next": "done"},
+                      {"id": "done", "type": "exit"}]}
+    text = orjson.dumps(cart).decode()
+    profile = str(uuid.uuid4())
+    lazy = await api.call("TestJourney", jpb.TestJourneyRequest(definition_json=text, profile_id=profile))
+    assert lazy.status == "completed" and lazy.waited_seconds == 3600 + 86400
+    assert [(t.step_id, t.outcome) for t in lazy.trace] == [("wait-1h", "next"), ("bought", "timeout"),
+                                                            ("remind", "done"), ("done", "exit")]
+    assert [(e.step_id, e.kind) for e in lazy.effects] == [("remind", "send")]
+    keen = await api.call("TestJourney", jpb.TestJourneyRequest(definition_json=text, profile_id=profile,
+                                                                events=["Checkout Started"]))
+    assert [t.outcome for t in keen.trace][:2] == ["next", "event"] and not keen.effects
+    broken = await api.call("TestJourney", jpb.TestJourneyRequest(definition_json="{}", profile_id=profile))
+    assert broken.status == "invalid" and broken.errors
+
+
+async def test_dry_run_estimates_entrants_through_identity(identity, journey_db, redis_url, clock):
+    from journey.app import build
+    from journey.settings import JourneySettings
+    from mcloud.identity.v1 import identity_pb2 as ipb
+    from mcloud.journey.v1 import journey_pb2_grpc
+
+    ident, identity_port = identity
+    tenant = str(uuid.uuid4())
+    md = tenant_metadata(tenant)
+    events = [ipb.InboundEvent(type=ipb.CALL_TYPE_TRACK, message_id=f"m{i}", anonymous_id=f"a{i % 7}",
+                               name="Product Added", channel="web",
+                               properties_json=orjson.dumps({"price": 10 * i}).decode()) for i in range(20)]
+    await ident.IngestEvents(ipb.IngestEventsRequest(events=events), metadata=md)
+    settings = JourneySettings(database_url=journey_db, redis_url=redis_url, grpc_port=0,
+                               identity_target=f"127.0.0.1:{identity_port}")
+    async with running_service(build, settings, clock=clock, jobs=False) as (_, channel):
+        stub = journey_pb2_grpc.JourneyServiceStub(channel)
+        definition = {"entry": {"type": "event", "event": "Product Added",
+                                "where": [{"property": "price", "op": "gte", "value": 150}]},
+                      "holdout_percent": 50, "start": "done", "steps": [{"id": "done", "type": "exit"}]}
+        r = await stub.DryRunJourney(pb.DryRunJourneyRequest(definition_json=orjson.dumps(definition).decode(),
+                                                             days=30), metadata=md)
+    # events 15..19 have price >= 150: anonymous ids a1, a2, a3, a4, a5
+    assert r.estimated_entrants == 5 and r.total_profiles == 7 and r.estimated_holdout in (2, 3)
+    assert "Product Added" in r.basis

@@ -386,3 +386,65 @@ class GetJourneyStatsResponse(_message.Message):
     uplift: float
     steps: _containers.RepeatedCompositeFieldContainer[StepStats]
     def __init__(self, entered: _Optional[int] = ..., active: _Optional[int] = ..., completed: _Optional[int] = ..., exited: _Optional[int] = ..., converted: _Optional[int] = ..., conversion_rate: _Optional[float] = ..., holdout_entered: _Optional[int] = ..., holdout_converted: _Optional[int] = ..., holdout_conversion_rate: _Optional[float] = ..., uplift: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[StepStats, _Mapping]]] = ...) -> None: ...
+
+class TestJourneyRequest(_message.Message):
+    __slots__ = ("journey_id", "definition_json", "profile_id", "context_json", "events")
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_JSON_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    journey_id: str
+    definition_json: str
+    profile_id: str
+    context_json: str
+    events: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, journey_id: _Optional[str] = ..., definition_json: _Optional[str] = ..., profile_id: _Optional[str] = ..., context_json: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TestEffect(_message.Message):
+    __slots__ = ("step_id", "kind", "spec_json")
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    kind: str
+    spec_json: str
+    def __init__(self, step_id: _Optional[str] = ..., kind: _Optional[str] = ..., spec_json: _Optional[str] = ...) -> None: ...
+
+class TestJourneyResponse(_message.Message):
+    __slots__ = ("trace", "effects", "status", "exit_reason", "waited_seconds", "errors")
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_REASON_FIELD_NUMBER: _ClassVar[int]
+    WAITED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    trace: _containers.RepeatedCompositeFieldContainer[TraceStep]
+    effects: _containers.RepeatedCompositeFieldContainer[TestEffect]
+    status: str
+    exit_reason: str
+    waited_seconds: int
+    errors: _containers.RepeatedCompositeFieldContainer[ValidationIssue]
+    def __init__(self, trace: _Optional[_Iterable[_Union[TraceStep, _Mapping]]] = ..., effects: _Optional[_Iterable[_Union[TestEffect, _Mapping]]] = ..., status: _Optional[str] = ..., exit_reason: _Optional[str] = ..., waited_seconds: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ValidationIssue, _Mapping]]] = ...) -> None: ...
+
+class DryRunJourneyRequest(_message.Message):
+    __slots__ = ("journey_id", "definition_json", "days")
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    journey_id: str
+    definition_json: str
+    days: int
+    def __init__(self, journey_id: _Optional[str] = ..., definition_json: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
+
+class DryRunJourneyResponse(_message.Message):
+    __slots__ = ("estimated_entrants", "total_profiles", "basis", "estimated_holdout")
+    ESTIMATED_ENTRANTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_PROFILES_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    estimated_entrants: int
+    total_profiles: int
+    basis: str
+    estimated_holdout: int
+    def __init__(self, estimated_entrants: _Optional[int] = ..., total_profiles: _Optional[int] = ..., basis: _Optional[str] = ..., estimated_holdout: _Optional[int] = ...) -> None: ...

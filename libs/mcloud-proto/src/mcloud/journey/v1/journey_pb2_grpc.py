@@ -100,6 +100,16 @@ class JourneyServiceStub:
                 request_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsRequest.SerializeToString,
                 response_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsResponse.FromString,
                 _registered_method=True)
+        self.TestJourney = channel.unary_unary(
+                '/mcloud.journey.v1.JourneyService/TestJourney',
+                request_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyRequest.SerializeToString,
+                response_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyResponse.FromString,
+                _registered_method=True)
+        self.DryRunJourney = channel.unary_unary(
+                '/mcloud.journey.v1.JourneyService/DryRunJourney',
+                request_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyRequest.SerializeToString,
+                response_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyResponse.FromString,
+                _registered_method=True)
 
 
 class JourneyServiceServicer:
@@ -202,6 +212,23 @@ class JourneyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TestJourney(self, request, context):
+        """TestJourney runs a definition (the draft, or inline JSON) for one test profile with every wait
+        fast-forwarded: timeouts are taken unless `events` says the awaited event comes. Effects are
+        listed, not performed. Conditions read the profile's real traits, segments and loyalty status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DryRunJourney(self, request, context):
+        """DryRunJourney estimates how many people would have entered in the last `days` days (event
+        entries: people with that event; segment entries: the segment's members now), changing nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JourneyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +291,16 @@ def add_JourneyServiceServicer_to_server(servicer, server):
                     servicer.GetJourneyStats,
                     request_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsRequest.FromString,
                     response_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsResponse.SerializeToString,
+            ),
+            'TestJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestJourney,
+                    request_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyRequest.FromString,
+                    response_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyResponse.SerializeToString,
+            ),
+            'DryRunJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.DryRunJourney,
+                    request_deserializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyRequest.FromString,
+                    response_serializer=mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,6 +633,60 @@ class JourneyService:
             '/mcloud.journey.v1.JourneyService/GetJourneyStats',
             mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsRequest.SerializeToString,
             mcloud_dot_journey_dot_v1_dot_journey__pb2.GetJourneyStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.journey.v1.JourneyService/TestJourney',
+            mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyRequest.SerializeToString,
+            mcloud_dot_journey_dot_v1_dot_journey__pb2.TestJourneyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DryRunJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.journey.v1.JourneyService/DryRunJourney',
+            mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyRequest.SerializeToString,
+            mcloud_dot_journey_dot_v1_dot_journey__pb2.DryRunJourneyResponse.FromString,
             options,
             channel_credentials,
             insecure,
