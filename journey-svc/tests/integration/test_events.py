@@ -176,3 +176,23 @@ async def test_domain_event_payload_fields_key_and_filter_entries(api, feed):
     await feed(*(domain("loyalty", api.tenant, "coupon.expiring", rachel, loyalty_events_pb2.CouponExpiring(
         profile_id=rachel, code=code)) for code in ("SAVE10-A", "SAVE10-B", "SAVE10-A")))
     assert sorted(e.entry_key for e in await enrollments(api, jid)) == ["SAVE10-A", "SAVE10-B"]
+
+
+async def test_journey_events_are_published_entered_converted_exited(api, feed, worker, redis):
+    jid = await publish_journey(api, CART)
+    monica = str(uuid.uuid4())
+    await feed(track(api.tenant, monica, "Product Added", cart_id="c9", price=80))
+    await drain(worker)
+    await feed(track(api.tenant, monica, "Order Completed", order_id="o9", total=80.0, currency="EUR"))
+    from mcloud_common.bus import decode, shard_of
+    from mcloud_common.testing.services import wait_until
+
+    async def published():
+        entries = await redis.xrange(f"events.journey.{shard_of(monica, 4)}")
+        types = [e.type for e in (decode(f) for _, f in entries) if e.profile_id == monica]
+        return types if len(types) >= 3 else None
+
+    # the service's relay publishes the outbox of its database, whoever wrote to it
+    assert await wait_until(published, timeout=10) == ["journey.entered", "journey.converted", "journey.exited"]
+    [e] = await enrollments(api, jid)
+    assert e.exit_reason == "goal_reached"

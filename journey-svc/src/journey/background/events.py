@@ -26,6 +26,7 @@ from google.protobuf import json_format, symbol_database
 from journey.domain import engine
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
+from journey.repo import events as journey_events
 from journey.settings import JourneySettings
 from mcloud.events.v1 import (  # noqa: F401 - recommend_events registers its payload types
     event_pb2,
@@ -34,7 +35,7 @@ from mcloud.events.v1 import (  # noqa: F401 - recommend_events registers its pa
     messaging_events_pb2,
     recommend_events_pb2,
 )
-from mcloud_common.bus import StreamConsumer
+from mcloud_common.bus import StreamConsumer, enqueue
 from mcloud_common.clock import Clock
 from mcloud_common.errors import DomainError
 from mcloud_common.ids import parse_uuid
@@ -137,7 +138,7 @@ class Reactions:
             membership = identity_events_pb2.SegmentMembershipChanged()
             event.payload.Unpack(membership)
             props = {**props, "segment_id": membership.segment_id}
-        await self._running(conn, tenant, profile, name, props, now)
+        await self._running(conn, tenant, profile, name, props, now, event.id)
         for journey, definition in self.journeys.by_tenant.get(tenant, []):
             if journey["status"] != "active":
                 continue
@@ -148,7 +149,7 @@ class Reactions:
             try:
                 async with conn.transaction():
                     await repo.enroll(conn, tenant, journey, definition, repo.Entry(
-                        profile, key, props, f"event:{event.id}", entry["type"]), now)
+                        profile, key, props, f"event:{event.id}", entry["type"]), now, self._shards, event.id)
             except DomainError as exc:
                 log.info("entry refused", journey_id=str(journey["id"]), code=exc.code)
 
@@ -170,9 +171,10 @@ class Reactions:
         return False
 
     async def _running(self, conn: asyncpg.Connection, tenant: str, profile: str, name: str, props: dict,
-                       now: datetime) -> None:
+                       now: datetime, event_id: str = "") -> None:
         rows = await conn.fetch(
-            "SELECT id, journey_id, version, step_id, waiting_for, context, entered_at, converted_at FROM enrollments "
+            "SELECT id, journey_id, version, profile_id, step_id, waiting_for, context, entered_at, converted_at, "
+            "holdout FROM enrollments "
             "WHERE tenant_id = $1 AND profile_id = $2 AND status = 'active'", tenant, profile)
         if not rows:
             return
@@ -183,16 +185,15 @@ class Reactions:
                 definition = orjson.loads(await conn.fetchval(
                     "SELECT definition FROM journey_versions WHERE tenant_id = $1 AND journey_id = $2 AND version = $3",
                     tenant, r["journey_id"], r["version"]))
-            await self._react(conn, tenant, r, definition, name, props, now)
+            await self._react(conn, tenant, r, definition, name, props, now, event_id)
 
-    @staticmethod
-    async def _react(conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, definition: dict, name: str,
-                     props: dict, now: datetime) -> None:
+    async def _react(self, conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, definition: dict, name: str,
+                     props: dict, now: datetime, event_id: str = "") -> None:
         for criterion in definition.get("exit_criteria", []):
             left = criterion.get("segment_left")
             if (criterion.get("event") == name and engine.matches(criterion.get("where"), props)) or (
                     left and name == "segment.exited" and props.get("segment_id") == left):
-                await _end(conn, tenant, r, "exited", "exit_criteria", now)
+                await _end(conn, tenant, r, "exited", "exit_criteria", now, self._shards)
                 return
         goal = definition.get("goal") or {}
         if goal.get("event") == name and r["converted_at"] is None and engine.matches(goal.get("where"), props):
@@ -201,9 +202,11 @@ class Reactions:
                 await conn.execute("UPDATE enrollments SET converted_at = $3, updated_at = $3 WHERE tenant_id = $1 "
                                    "AND id = $2", tenant, r["id"], now)
                 await repo.log(conn, tenant, [(r["id"], r["journey_id"], r["version"], "goal", "goal", "converted",
-                                               False)], now)
+                                               r["holdout"])], now)
+                await journey_events.converted(conn, tenant, r, now, self._shards, trigger_event_id=event_id,
+                                               value_minor=_minor(props), currency=str(props.get("currency") or ""))
                 if goal.get("exit", True):
-                    await _end(conn, tenant, r, "exited", "goal_reached", now)
+                    await _end(conn, tenant, r, "exited", "goal_reached", now, self._shards)
                     return
         if r["waiting_for"] == name:
             step = next((s for s in definition["steps"] if s["id"] == r["step_id"]), {})
@@ -232,11 +235,25 @@ async def opened(conn: asyncpg.Connection, tenant: str, event: event_pb2.Event) 
 
 
 async def _end(conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, status: str, reason: str,
-               now: datetime) -> None:
-    await conn.execute(
+               now: datetime, shards: int) -> None:
+    ended = await conn.execute(
         "UPDATE enrollments SET status = $3, exit_reason = $4, ended_at = $5, updated_at = $5, due_at = NULL "
         "WHERE tenant_id = $1 AND id = $2 AND status = 'active'", tenant, r["id"], status, reason, now)
-    await repo.log(conn, tenant, [(r["id"], r["journey_id"], r["version"], r["step_id"], "exit", reason, False)], now)
+    if ended.endswith(" 0"):
+        return
+    await repo.log(conn, tenant, [(r["id"], r["journey_id"], r["version"], r["step_id"], "exit", reason,
+                                   r["holdout"])], now)
+    await enqueue(conn, [journey_events.exited_event(tenant, r, reason, r["step_id"], now)], producer="journey",
+                  shards=shards)
+
+
+def _minor(props: dict) -> int:
+    """An order goal's value in minor units (Segment's decimal `total`/`revenue`), 0 when none."""
+    for key in ("total", "revenue", "value"):
+        value = props.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return round(value * 100)
+    return 0
 
 
 async def merge(conn: asyncpg.Connection, tenant: str, from_id: str, into_id: str, now: datetime) -> None:

@@ -18,10 +18,12 @@ import orjson
 
 from journey.domain import engine
 from journey.repo import enrollments as repo
+from journey.repo import events as journey_events
 from journey.settings import JourneySettings
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
 from mcloud.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from mcloud.messaging.v1 import messaging_pb2, messaging_pb2_grpc
+from mcloud_common.bus import enqueue
 from mcloud_common.clock import Clock
 from mcloud_common.grpc_client import make_channel, tenant_metadata
 from mcloud_common.logs import get_logger
@@ -142,8 +144,9 @@ class Done:
 
 class Worker:
     def __init__(self, pool: asyncpg.Pool, clock: Clock, effects: Effects, *, batch: int = 500,
-                 lease_seconds: float = 60) -> None:
+                 lease_seconds: float = 60, shards: int = 4) -> None:
         self._pool = pool
+        self._shards = shards
         self._clock = clock
         self._effects = effects
         self._batch = batch
@@ -227,6 +230,10 @@ class Worker:
                 for tenant, r in by_tenant.items():
                     await repo.log(conn, tenant, r, now)
                 self.steps_total += len(rows)
+                ended = [journey_events.exited_event(
+                    str(d.row["tenant_id"]), d.row, d.outcome.exit_reason or d.outcome.status, d.outcome.step_id, now)
+                    for d in ok if d.outcome.status != "active"]
+                await enqueue(conn, ended, producer="journey", shards=self._shards)
             for d in failed:
                 attempts = d.row["attempts"] + 1
                 give_up = attempts >= MAX_ATTEMPTS
@@ -240,6 +247,10 @@ class Worker:
                     WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND due_at = $8
                     """, d.row["tenant_id"], d.row["id"], attempts, d.error[:1000],
                     None if give_up else now + repo.backoff(attempts), now, give_up, d.row["due_at"])
+                if give_up:
+                    await enqueue(conn, [journey_events.exited_event(str(d.row["tenant_id"]), d.row, "error",
+                                                                     d.row["step_id"], now)],
+                                  producer="journey", shards=self._shards)
             if held:  # a paused journey: look again in a minute
                 await conn.executemany(
                     "UPDATE enrollments SET due_at = $3 WHERE tenant_id = $1 AND id = $2 AND due_at = $4",
@@ -250,7 +261,7 @@ async def install(runtime: Runtime, settings: JourneySettings) -> None:
     """Run the worker every 200 ms (it drains what is due each time); it stops with `runtime`."""
     effects = Effects.from_settings(settings)
     worker = Worker(runtime.pool, runtime.clock, effects, batch=settings.worker_batch,
-                    lease_seconds=settings.worker_lease_seconds)
+                    lease_seconds=settings.worker_lease_seconds, shards=settings.stream_shards)
 
     async def drain() -> None:
         while await worker.run_once():

@@ -35,7 +35,8 @@ class EnrollmentsApi(ServicerBase):
             journey = await journey_repo.get(conn, tenant, jid)
             version = await journey_repo.version(conn, tenant, jid, journey["published_version"])
             definition = orjson.loads(version["definition"]) if version else {}
-            outcome, row = await repo.enroll(conn, tenant, journey, definition, entry, self._clock.now())
+            outcome, row = await repo.enroll(conn, tenant, journey, definition, entry, self._clock.now(),
+                                             self._shards)
         return pb.EnrollProfileResponse(outcome=outcome, enrollment=repo.message(row) if row else None)
 
     async def GetEnrollment(self, request: pb.GetEnrollmentRequest, context: Context) -> pb.GetEnrollmentResponse:

@@ -13,6 +13,7 @@ import orjson
 
 from journey.domain import engine
 from journey.domain.definition import parse_duration
+from journey.repo import events as journey_events
 from mcloud.journey.v1 import journey_pb2 as pb
 from mcloud_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from mcloud_common.ids import new_id, parse_uuid
@@ -51,7 +52,7 @@ class Entry:
 
 
 async def enroll(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record, definition: dict, entry: Entry,
-                 now: datetime) -> tuple[int, asyncpg.Record | None]:
+                 now: datetime, shards: int = 4, trigger_event_id: str = "") -> tuple[int, asyncpg.Record | None]:
     """(EnrollOutcome, enrollment) for one entry into the journey's published version."""
     if parse_uuid(entry.profile_id) is None:
         raise InvalidArgument("profile_id must be a UUID", code="invalid_profile_id", field="profile_id")
@@ -93,6 +94,7 @@ async def enroll(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record,
                                   entry.idempotency_key)
         return pb.ENROLL_OUTCOME_DUPLICATE, row
     await log(conn, tenant, [(row["id"], jid, row["version"], definition["start"], "entry", "entered", holdout)], now)
+    await journey_events.entered(conn, tenant, row, now, shards, trigger_event_id)
     return pb.ENROLL_OUTCOME_ENROLLED, row
 
 
