@@ -196,3 +196,33 @@ async def test_journey_events_are_published_entered_converted_exited(api, feed, 
     assert await wait_until(published, timeout=10) == ["journey.entered", "journey.converted", "journey.exited"]
     [e] = await enrollments(api, jid)
     assert e.exit_reason == "goal_reached"
+
+
+async def test_an_ab_test_picks_the_converting_variant_after_decide_after(api, feed, worker, pool, clock):
+    definition = {"entry": {"type": "api"}, "goal": {"event": "Order Completed", "exit": False}, "start": "ab",
+                  "steps": [{"id": "ab", "type": "ab_test", "goal": "Order Completed", "decide_after": "P1D",
+                             "winner_share": 90, "variants": [{"percent": 50, "next": "wait", "label": "A"},
+                                                              {"percent": 50, "next": "wait", "label": "B"}]},
+                            {"id": "wait", "type": "wait", "duration": "P7D", "next": "done"},
+                            {"id": "done", "type": "exit"}]}
+    jid = await publish_journey(api, definition)
+
+    async def enter(n: int) -> list[str]:
+        people = [str(uuid.uuid4()) for _ in range(n)]
+        for p in people:
+            await api.call("EnrollProfile", pb.EnrollProfileRequest(journey_id=jid, profile_id=p))
+        await drain(worker)
+        return people
+
+    first = await enter(40)
+    variant = {r["profile_id"]: r["outcome"] for r in await pool.fetch(
+        "SELECT e.profile_id::text, l.outcome FROM step_log l JOIN enrollments e ON e.id = l.enrollment_id "
+        "WHERE l.step_id = 'ab' AND l.step_type = 'ab_test'")}
+    buyers = [p for p in first if variant[p] == "B"][:5]
+    await feed(*(track(api.tenant, p, "Order Completed", order_id=f"o-{p[:6]}") for p in buyers))
+    clock.advance(days=1, seconds=1)
+    later = await enter(200)
+    outcomes = [r["outcome"] for r in await pool.fetch(
+        "SELECT l.outcome FROM step_log l JOIN enrollments e ON e.id = l.enrollment_id "
+        "WHERE l.step_id = 'ab' AND l.step_type = 'ab_test' AND e.profile_id = ANY($1::uuid[])", later)]
+    assert outcomes.count("B") > 160  # the winner takes about 90%

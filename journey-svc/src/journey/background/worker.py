@@ -9,6 +9,7 @@ same keys, which the services apply once. Timers are rows: they survive restarts
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +18,7 @@ import grpc
 import orjson
 
 from journey.domain import engine
+from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
 from journey.repo import events as journey_events
 from journey.settings import JourneySettings
@@ -134,6 +136,52 @@ class Definitions:
         return self._cache[key]
 
 
+_AB_RESULTS = """
+    SELECT l.outcome AS variant, count(*) AS entered, count(*) FILTER (WHERE e.converted_at IS NOT NULL) AS converted
+    FROM step_log l JOIN enrollments e ON e.tenant_id = l.tenant_id AND e.id = l.enrollment_id
+    WHERE l.tenant_id = $1 AND l.journey_id = $2 AND l.version = $3 AND l.step_id = $4 AND l.step_type = 'ab_test'
+      AND NOT l.holdout
+    GROUP BY 1
+"""
+AB_REFRESH_SECONDS = 60.0
+
+
+class Winners:
+    """A/B tests decide once `decide_after` has passed since the version was published: the variant
+    with the best conversion to the journey's goal (at least one conversion) wins; re-read every
+    AB_REFRESH_SECONDS."""
+
+    def __init__(self) -> None:
+        self._published: dict[tuple, datetime | None] = {}
+        self._cache: dict[tuple, tuple[float, dict[str, str]]] = {}
+
+    async def get(self, pool: asyncpg.Pool, row: asyncpg.Record, definition: dict, now: datetime) -> dict[str, str]:
+        tests = [s for s in definition.get("steps", []) if s.get("type") == "ab_test"]
+        if not tests:
+            return {}
+        key = (row["tenant_id"], row["journey_id"], row["version"])
+        if key not in self._published:
+            self._published[key] = await pool.fetchval(
+                "SELECT published_at FROM journey_versions WHERE tenant_id = $1 AND journey_id = $2 AND version = $3",
+                *key)
+        published = self._published[key]
+        due = tuple(s["id"] for s in tests
+                    if published is not None and now >= published + parse_duration(s["decide_after"]))
+        if not due:
+            return {}
+        hit = self._cache.get((key, due))
+        if hit is not None and time.monotonic() - hit[0] < AB_REFRESH_SECONDS:
+            return hit[1]
+        winners = {}
+        for step_id in due:
+            results = await pool.fetch(_AB_RESULTS, *key, step_id)
+            best = max(results, key=lambda r: (r["converted"] / r["entered"], r["converted"]), default=None)
+            if best is not None and best["converted"] > 0:
+                winners[step_id] = best["variant"]
+        self._cache[(key, due)] = (time.monotonic(), winners)
+        return winners
+
+
 @dataclass
 class Done:
     row: asyncpg.Record
@@ -152,6 +200,7 @@ class Worker:
         self._batch = batch
         self._lease = lease_seconds
         self._definitions = Definitions()
+        self._winners = Winners()
         self.steps_total = 0
 
     async def run_once(self) -> int:
@@ -188,6 +237,7 @@ class Worker:
             facts = await self._effects.facts(str(row["tenant_id"]), row, definition)
         except grpc.aio.AioRpcError as exc:
             return Done(row, error=f"reading the profile: {exc.code().name} {exc.details()}")
+        facts["ab_winners"] = await self._winners.get(self._pool, row, definition, now)
         outcome = engine.advance(definition, state, now, facts)
         for effect in outcome.effects:
             try:

@@ -164,15 +164,10 @@ def advance(definition: dict, state: State, now: datetime, facts: dict | None = 
             out.log.append((step_id, kind, label))
         elif kind in ("random_split", "ab_test"):
             branches = step.get("branches") or step.get("variants") or []
-            roll, acc = draw(state.enrollment_id, step_id), 0.0
-            chosen = branches[-1]
-            for branch in branches:
-                acc += branch["percent"]
-                if roll < acc:
-                    chosen = branch
-                    break
+            winner = facts.get("ab_winners", {}).get(step_id) if kind == "ab_test" else None
+            chosen = pick(branches, draw(state.enrollment_id, step_id), winner, step.get("winner_share", 100))
             nxt = chosen["next"]
-            out.log.append((step_id, kind, chosen.get("label") or chosen["next"]))
+            out.log.append((step_id, kind, label_of(branches, chosen)))
         elif kind in EFFECT_TYPES:
             if not state.holdout:
                 key = f"journey:{state.enrollment_id}:{step_id}:{visits.get(step_id, 1)}"
@@ -191,6 +186,36 @@ def advance(definition: dict, state: State, now: datetime, facts: dict | None = 
         step_id = nxt
     out.status, out.exit_reason, out.step_id = "exited", "error", step_id  # ran round too long without waiting
     return out
+
+
+def label_of(branches: list[dict], branch: dict) -> str:
+    """A branch's label: its own, else A, B, C... by position (as the validator names them)."""
+    return branch.get("label") or chr(ord("A") + branches.index(branch))
+
+
+def pick(branches: list[dict], roll: float, winner: str | None = None, winner_share: float = 100) -> dict:
+    """The branch a roll in [0, 100) lands in, by the branches' percents; once an A/B test has a
+    `winner` (a label), it takes `winner_share` percent and the others share the rest by their percents."""
+    won = next((b for b in branches if label_of(branches, b) == winner), None) if winner else None
+    if won is None:
+        return _landing(branches, roll)
+    others = [b for b in branches if b is not won]
+    if roll < winner_share or not others:
+        return won
+    scaled = (roll - winner_share) / (100 - winner_share) * 100
+    total = sum(b["percent"] for b in others) or 1
+    return _landing([{**b, "percent": b["percent"] * 100 / total} for b in others], scaled, others)
+
+
+def _landing(branches: list[dict], roll: float, originals: list[dict] | None = None) -> dict:
+    """The branch `roll` falls in (returned from `originals`, the same positions, when given)."""
+    originals = originals or branches
+    acc = 0.0
+    for branch, original in zip(branches, originals, strict=True):
+        acc += branch["percent"]
+        if roll < acc:
+            return original
+    return originals[-1]
 
 
 def _waiting(out: Outcome, step_id: str, until: datetime, event: str) -> Outcome:
