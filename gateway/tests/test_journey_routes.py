@@ -1,8 +1,8 @@
 """The journey routes over HTTP against a REAL journey service (in-process gRPC on a free port, its own
 migrated database, real Valkey, a ManualClock, no executor): drafts saved even when invalid, validation,
 publish into versions, pause / resume / archive, enrollments and their outcomes, lists by journey and by
-profile, stats, scopes, problems and tenancy. Every test makes its own tenant, so they share one journey
-service."""
+profile, stats, test runs and dry runs, scopes, problems and tenancy. Every test makes its own tenant, so
+they share one journey service."""
 
 from __future__ import annotations
 
@@ -41,6 +41,20 @@ BROKEN = {
         {"id": "remind", "type": "send", "channel": "email", "template": "replenish", "next": "nowhere"},
     ],
 }
+# waits an hour, then a day for Checkout Started: reminds when it does not come
+CART = {
+    "entry": {"type": "event", "event": "Product Added", "key": "cart_id"},
+    "start": "wait-1h",
+    "steps": [
+        {"id": "wait-1h", "type": "wait", "duration": "PT1H", "next": "bought"},
+        {"id": "bought", "type": "wait_for_event", "event": "Checkout Started", "timeout": "P1D", "next": "done",
+         "timeout_next": "remind"},
+        {"id": "remind", "type": "send", "channel": "email", "template": "cart", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ],
+}
+NOT_ESTIMATED = {"estimated_entrants": 0, "estimated_holdout": 0, "total_profiles": 0,
+                 "basis": "api entries cannot be estimated from past events"}
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -357,6 +371,9 @@ async def test_profiles_by_type_value_go_through_identity(gateway, journey_port,
         nobody = await enrol(client, admin, jid, "user_id:99")
         nobody_list = await client.get("/v1/profiles/user_id:99/enrollments", headers=admin)
         not_an_identifier = await client.get("/v1/profiles/rachel/enrollments", headers=admin)
+        tested = await client.post("/v1/journeys/test", headers=admin,
+                                   json={"definition": CART, "profile_id": "user_id:42"})
+        tested_nobody = await client.post(f"/v1/journeys/{jid}/test", headers=admin, json={"profile_id": "user_id:99"})
 
     assert enrolled.status_code == 201, enrolled.text
     assert enrolled.json()["enrollment"]["profile_id"] == rachel
@@ -364,6 +381,9 @@ async def test_profiles_by_type_value_go_through_identity(gateway, journey_port,
     assert_problem(nobody, 404, "profile_not_found")
     assert_problem(nobody_list, 404, "profile_not_found")
     assert_problem(not_an_identifier, 400, "invalid_identifier")
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["status"] == "completed"
+    assert_problem(tested_nobody, 404, "profile_not_found")
 
 
 async def test_stats_count_treated_holdout_and_steps(client, admin):
@@ -396,6 +416,173 @@ async def test_stats_count_treated_holdout_and_steps(client, admin):
     assert_problem(window, 400, "invalid_request")
     naive = await client.get(f"/v1/journeys/{jid}/stats", headers=admin, params={"entered_from": "2027-01-01T00:00"})
     assert_problem(naive, 400, "invalid_request")
+
+
+# ---- test runs and dry runs ----------------------------------------------------------------------
+
+
+def steps(result: dict) -> list[tuple[str, str, str]]:
+    return [(t["step_id"], t["step_type"], t["outcome"]) for t in result["trace"]]
+
+
+async def test_a_test_run_fast_forwards_waits_and_lists_effects_without_the_awaited_event(client, tenant, db):
+    reader = await scoped_key(db, tenant, "journeys:read")
+    profile = new_profile()
+
+    lazy = await client.post("/v1/journeys/test", headers=reader,
+                             json={"definition": CART, "profile_id": profile, "context": {"cart_id": "c-1"}})
+    keen = await client.post("/v1/journeys/test", headers=reader,
+                             json={"definition": CART, "profile_id": profile, "events": ["Checkout Started"]})
+
+    assert lazy.status_code == 200, lazy.text
+    body = lazy.json()
+    assert (body["status"], body["exit_reason"], body["errors"]) == ("completed", None, [])
+    assert body["waited_seconds"] == 3600 + 86400
+    assert [(step, outcome) for step, _, outcome in steps(body)] == [
+        ("wait-1h", "next"), ("bought", "timeout"), ("remind", "done"), ("done", "exit")]
+    assert [kind for _, kind, _ in steps(body)][:2] == ["wait", "wait_for_event"]
+    assert [(e["step_id"], e["kind"]) for e in body["effects"]] == [("remind", "send")]
+    assert body["effects"][0]["spec"]["template"] == "cart" and body["effects"][0]["spec"]["channel"] == "email"
+    times = [datetime.fromisoformat(t["at"]) for t in body["trace"]]
+    assert times == sorted(times) and (times[-1] - times[0]).total_seconds() >= 86400  # the clock fast-forwarded
+
+    assert keen.status_code == 200, keen.text
+    came = keen.json()
+    assert came["status"] == "completed" and came["waited_seconds"] == 3600
+    assert [(step, outcome) for step, _, outcome in steps(came)] == [
+        ("wait-1h", "next"), ("bought", "event"), ("done", "exit")]
+    assert came["effects"] == []  # the reminder is not sent when the checkout comes
+    # nothing was saved or enrolled
+    assert (await client.get("/v1/journeys", headers=reader)).json()["journeys"] == []
+    assert (await client.get(f"/v1/profiles/{profile}/enrollments", headers=reader)).json()["enrollments"] == []
+
+
+async def test_a_test_run_of_a_saved_draft_and_of_invalid_definitions(client, admin):
+    jid = (await create(client, admin, CART, name="Cart"))["journey"]["id"]
+    broken = (await create(client, admin, BROKEN, name="Broken"))["journey"]["id"]
+    profile = new_profile()
+
+    draft = await client.post(f"/v1/journeys/{jid}/test", headers=admin,
+                              json={"profile_id": profile, "events": ["Checkout Started"]})
+    inline = await client.post("/v1/journeys/test", headers=admin,
+                               json={"definition": CART, "profile_id": profile, "events": ["Checkout Started"]})
+    invalid_draft = await client.post(f"/v1/journeys/{broken}/test", headers=admin, json={"profile_id": profile})
+    invalid_inline = await client.post("/v1/journeys/test", headers=admin,
+                                       json={"definition": {}, "profile_id": profile})
+    missing = await client.post(f"/v1/journeys/{uuid.uuid4()}/test", headers=admin, json={"profile_id": profile})
+
+    assert draft.status_code == 200, draft.text
+    assert steps(draft.json()) == steps(inline.json()) and draft.json()["effects"] == []
+    assert (await client.get(f"/v1/journeys/{jid}", headers=admin)).json()["status"] == "draft"  # not published
+    for response in (invalid_draft, invalid_inline):
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert (result["status"], result["trace"], result["effects"]) == ("invalid", [], [])
+        assert result["waited_seconds"] == 0 and result["exit_reason"] is None
+    assert {(e["code"], e["path"]) for e in invalid_draft.json()["errors"]} == {
+        ("invalid_duration", "/steps/0/duration"), ("dangling_edge", "/steps/1/next")}
+    assert "missing_entry" in {e["code"] for e in invalid_inline.json()["errors"]}
+    assert_problem(missing, 404, "journey_not_found")
+
+
+async def test_dry_runs_of_api_and_tier_change_entries_cannot_be_estimated(client, tenant, db):
+    reader = await scoped_key(db, tenant, "journeys:read")
+    writer = await scoped_key(db, tenant, "journeys:write")
+    jid = (await create(client, writer, REPLENISH))["journey"]["id"]
+    broken = (await create(client, writer, BROKEN, name="Broken"))["journey"]["id"]
+    tiers = {**REPLENISH, "entry": {"type": "tier_change", "to": "gold"}}
+
+    inline = await client.post("/v1/journeys/dry-run", headers=reader, json={"definition": REPLENISH, "days": 7})
+    default_days = await client.post("/v1/journeys/dry-run", headers=reader, json={"definition": REPLENISH})
+    tier_change = await client.post("/v1/journeys/dry-run", headers=reader, json={"definition": tiers})
+    draft = await client.post(f"/v1/journeys/{jid}/dry-run", headers=reader, json={"days": 90})
+    no_body = await client.post(f"/v1/journeys/{jid}/dry-run", headers=reader)
+
+    for response in (inline, default_days, draft, no_body):
+        assert response.status_code == 200, response.text
+        assert response.json() == NOT_ESTIMATED
+    assert tier_change.status_code == 200, tier_change.text
+    assert tier_change.json() == {**NOT_ESTIMATED, "basis": "tier_change entries cannot be estimated from past events"}
+
+    bad_inline = assert_problem(
+        await client.post("/v1/journeys/dry-run", headers=reader, json={"definition": BROKEN}), 422,
+        "invalid_definition")
+    bad_draft = assert_problem(await client.post(f"/v1/journeys/{broken}/dry-run", headers=reader), 409,
+                               "invalid_definition")
+    for problem in (bad_inline, bad_draft):
+        assert {(e["code"], e["path"]) for e in problem["definition_errors"]} == {
+            ("invalid_duration", "/steps/0/duration"), ("dangling_edge", "/steps/1/next")}
+    empty = assert_problem(await client.post("/v1/journeys/dry-run", headers=reader, json={"definition": {}}), 422,
+                           "invalid_definition")
+    assert "missing_entry" in {e["code"] for e in empty["definition_errors"]}
+    assert_problem(await client.post(f"/v1/journeys/{uuid.uuid4()}/dry-run", headers=reader), 404,
+                   "journey_not_found")
+    assert (await client.get(f"/v1/journeys/{jid}", headers=reader)).json()["status"] == "draft"
+
+
+async def test_test_and_dry_run_bodies_are_validated(client, admin):
+    jid = (await create(client, admin, CART, name="Cart"))["journey"]["id"]
+    ok = {"definition": CART, "profile_id": new_profile()}
+
+    cases = (
+        (await client.post("/v1/journeys/test", headers=admin, json={"definition": CART}), "#/profile_id"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "profile_id": "rachel"}), "#/profile_id"),
+        (await client.post("/v1/journeys/test", headers=admin, json={"profile_id": new_profile()}), "#/definition"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "definition": orjson.dumps(CART).decode()}),
+         "#/definition"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "context": ["a"]}), "#/context"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "events": "Checkout Started"}), "#/events"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "events": [""]}), "#/events/0"),
+        (await client.post("/v1/journeys/test", headers=admin, json={**ok, "colour": "red"}), "#/colour"),
+        (await client.post(f"/v1/journeys/{jid}/test", headers=admin, json={}), "#/profile_id"),
+        (await client.post(f"/v1/journeys/{jid}/test", headers=admin, json=ok), "#/definition"),
+        (await client.post("/v1/journeys/dry-run", headers=admin, json={}), "#/definition"),
+        (await client.post("/v1/journeys/dry-run", headers=admin, json={"definition": CART, "days": 0}), "#/days"),
+        (await client.post("/v1/journeys/dry-run", headers=admin, json={"definition": CART, "days": 366}), "#/days"),
+        (await client.post("/v1/journeys/dry-run", headers=admin, json={"definition": [1]}), "#/definition"),
+        (await client.post(f"/v1/journeys/{jid}/dry-run", headers=admin, json={"days": "a month"}), "#/days"),
+        (await client.post(f"/v1/journeys/{jid}/dry-run", headers=admin, json={"definition": CART}), "#/definition"),
+    )
+    for response, pointer in cases:
+        problem = assert_problem(response, 422, "validation_failed")
+        assert problem["errors"][0]["pointer"] == pointer, problem
+    assert_problem(await client.post("/v1/journeys/not-a-uuid/test", headers=admin,
+                                     json={"profile_id": ok["profile_id"]}), 400, "invalid_request")
+    assert_problem(await client.post("/v1/journeys/not-a-uuid/dry-run", headers=admin), 400, "invalid_request")
+
+
+async def test_test_runs_and_dry_runs_need_journeys_read(client, tenant, db):
+    jid = (await create(client, bearer(tenant.secret_key), CART, name="Cart"))["journey"]["id"]
+    reader = await scoped_key(db, tenant, "journeys:read")
+    writer = await scoped_key(db, tenant, "journeys:write")
+    loyalty = await scoped_key(db, tenant, "loyalty:read", "loyalty:write", "profiles:read")
+    profile = new_profile()
+    calls = (
+        ("/v1/journeys/test", {"definition": CART, "profile_id": profile}),
+        (f"/v1/journeys/{jid}/test", {"profile_id": profile}),
+        ("/v1/journeys/dry-run", {"definition": REPLENISH}),
+        (f"/v1/journeys/{jid}/dry-run", {}),
+    )
+
+    for path, body in calls:
+        assert_problem(await client.post(path, json=body), 401, "missing_api_key")
+        assert_problem(await client.post(path, headers=bearer(tenant.write_key), json=body), 403,
+                       "secret_key_required")
+        assert_problem(await client.post(path, headers=loyalty, json=body), 403, "insufficient_scope")
+        problem = assert_problem(await client.post(path, headers=writer, json=body), 403, "insufficient_scope")
+        assert problem["required_scope"] == "journeys:read"
+    for path, body in calls[:2]:
+        assert (await client.post(path, headers=reader, json=body)).status_code == 200, path
+    assert (await client.post(calls[2][0], headers=reader, json=calls[2][1])).json() == NOT_ESTIMATED
+
+
+async def test_another_tenant_cannot_test_or_dry_run_a_draft(client, admin, make_tenant):
+    jid = (await create(client, admin, CART, name="Cart"))["journey"]["id"]
+    other = bearer((await make_tenant()).secret_key)
+
+    assert_problem(await client.post(f"/v1/journeys/{jid}/test", headers=other, json={"profile_id": new_profile()}),
+                   404, "journey_not_found")
+    assert_problem(await client.post(f"/v1/journeys/{jid}/dry-run", headers=other), 404, "journey_not_found")
 
 
 # ---- errors --------------------------------------------------------------------------------------
@@ -515,11 +702,16 @@ async def test_openapi_lists_the_journey_routes_under_their_tag(client):
                  "/v1/journeys/{journey_id}/pause", "/v1/journeys/{journey_id}/resume",
                  "/v1/journeys/{journey_id}/archive", "/v1/journeys/{journey_id}/enrollments",
                  "/v1/profiles/{profile_id}/enrollments", "/v1/enrollments/{enrollment_id}",
-                 "/v1/journeys/{journey_id}/stats"):
+                 "/v1/journeys/{journey_id}/stats", "/v1/journeys/test", "/v1/journeys/{journey_id}/test",
+                 "/v1/journeys/dry-run", "/v1/journeys/{journey_id}/dry-run"):
         assert path in paths, path
         assert all(op["tags"] == ["journeys"] for op in paths[path].values()), path
     assert "journeys" in {t["name"] for t in spec["tags"]}
     for path in ("/v1/journeys", "/v1/journeys/{journey_id}/publish", "/v1/journeys/{journey_id}/enrollments"):
         assert "Idempotency-Key" in {p["name"] for p in paths[path]["post"]["parameters"]}, path
     assert spec["components"]["schemas"]["JourneyWrite"]["examples"]
+    for name in ("DefinitionTestRequest", "DraftTestRequest", "DefinitionDryRunRequest", "DraftDryRunRequest"):
+        assert spec["components"]["schemas"][name]["examples"], name
+    assert set(spec["components"]["schemas"]["JourneyTestResult"]["properties"]) == {
+        "status", "exit_reason", "waited_seconds", "trace", "effects", "errors"}
     assert {"401", "403", "404", "409", "422"} <= set(paths["/v1/journeys/{journey_id}/publish"]["post"]["responses"])

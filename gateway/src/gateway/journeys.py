@@ -11,6 +11,8 @@ import orjson
 from gateway.loyalty import EnumNames, json_text
 from gateway.profiles import time_field
 from gateway.schemas.journeys import (
+    DryRunRead,
+    EffectRead,
     EnrollmentDetail,
     EnrollmentRead,
     GroupStatsRead,
@@ -18,6 +20,7 @@ from gateway.schemas.journeys import (
     JourneyRead,
     JourneyStats,
     JourneySummary,
+    JourneyTestResult,
     OutcomeCountRead,
     StepStatsRead,
     TraceStepRead,
@@ -116,13 +119,35 @@ def enrollment_read(e: pb.Enrollment) -> EnrollmentRead:
     )
 
 
+def trace_step_read(t: pb.TraceStep) -> TraceStepRead:
+    return TraceStepRead(step_id=t.step_id, step_type=t.step_type, outcome=t.outcome, at=time_field(t, "at"))
+
+
 def enrollment_detail(r: pb.GetEnrollmentResponse) -> EnrollmentDetail:
-    return EnrollmentDetail(
-        **enrollment_read(r.enrollment).model_dump(),
-        trace=[
-            TraceStepRead(step_id=t.step_id, step_type=t.step_type, outcome=t.outcome, at=time_field(t, "at"))
-            for t in r.trace
-        ],
+    return EnrollmentDetail(**enrollment_read(r.enrollment).model_dump(), trace=[trace_step_read(t) for t in r.trace])
+
+
+def effect_read(e: pb.TestEffect) -> EffectRead:
+    return EffectRead(step_id=e.step_id, kind=e.kind, spec=_parsed(e.spec_json) or {})
+
+
+def journey_test_read(r: pb.TestJourneyResponse) -> JourneyTestResult:
+    return JourneyTestResult(
+        status=r.status,
+        exit_reason=_or_none(r.exit_reason),
+        waited_seconds=r.waited_seconds,
+        trace=[trace_step_read(t) for t in r.trace],
+        effects=[effect_read(e) for e in r.effects],
+        errors=[issue_read(i) for i in r.errors],
+    )
+
+
+def dry_run_read(r: pb.DryRunJourneyResponse) -> DryRunRead:
+    return DryRunRead(
+        estimated_entrants=r.estimated_entrants,
+        estimated_holdout=r.estimated_holdout,
+        total_profiles=r.total_profiles,
+        basis=r.basis,
     )
 
 

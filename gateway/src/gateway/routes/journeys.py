@@ -1,8 +1,8 @@
 """Journeys API: definitions (drafts saved even when invalid, validation, publish into immutable versions,
-pause / resume / archive), enrollments (API entry, by journey, by profile) and stats. Reads (and
-validation, which changes nothing) need `journeys:read`, changes `journeys:write` (or `admin`). Saving,
-publishing and enrolling honour `Idempotency-Key`; pause, resume and archive are idempotent by nature
-(asking again for the state the journey is in changes nothing)."""
+pause / resume / archive), test runs and dry runs, enrollments (API entry, by journey, by profile) and
+stats. Reads (and validation, test runs and dry runs, which change nothing) need `journeys:read`, changes
+`journeys:write` (or `admin`). Saving, publishing and enrolling honour `Idempotency-Key`; pause, resume and
+archive are idempotent by nature (asking again for the state the journey is in changes nothing)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 from typing import Annotated, Literal
 
 import grpc
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from pydantic import AwareDatetime
 
 from gateway.auth import JourneysReader, JourneysWriter, Principal
@@ -21,12 +21,14 @@ from gateway.journeys import (
     JOURNEY_STATUS,
     context_text,
     definition_text,
+    dry_run_read,
     enrollment_detail,
     enrollment_read,
     error_code,
     issue_read,
     journey_read,
     journey_summary,
+    journey_test_read,
     stats_read,
     validation_read,
 )
@@ -35,6 +37,11 @@ from gateway.resources import IdentityDep, JourneyDep
 from gateway.routes.profile_admin import IdempotencyKey
 from gateway.schemas.common import problem_responses
 from gateway.schemas.journeys import (
+    DefinitionDryRunRequest,
+    DefinitionTestRequest,
+    DraftDryRunRequest,
+    DraftTestRequest,
+    DryRunRead,
     EnrollmentDetail,
     EnrollmentPage,
     EnrollRequest,
@@ -43,6 +50,7 @@ from gateway.schemas.journeys import (
     JourneyRead,
     JourneySaved,
     JourneyStats,
+    JourneyTestResult,
     JourneyWrite,
     PublishResult,
     ValidateRequest,
@@ -296,6 +304,115 @@ async def archive_journey(journey_id: JourneyId, principal: JourneysWriter, jour
         pb.ArchiveJourneyRequest(journey_id=str(journey_id)), metadata=_md(principal)
     )
     return journey_read(result.journey)
+
+
+# ---- test runs and dry runs -----------------------------------------------------------------------
+
+_TEST_DESCRIPTION = (
+    "Runs the definition for one test profile (`profile_id` is a profile id or type:value) from its start, "
+    "with every wait fast-forwarded: a wait_for_event step sees its event when `events` names it (each name "
+    "is used once), otherwise it times out. Conditions read the profile's real traits, segments and loyalty "
+    "status. Side effects (sends, webhooks, points...) are listed in `effects`, never performed; nothing is "
+    "enrolled or saved. A definition with errors does not run: `status` is `invalid` and `errors` lists them."
+)
+
+
+async def _test(
+    identity: IdentityDep, journey: JourneyDep, principal: Principal, body: DraftTestRequest | DefinitionTestRequest,
+    **source: str,
+) -> JourneyTestResult:
+    profile_id = await resolve_profile_id(identity, body.profile_id, _md(principal))
+    result = await journey.TestJourney(
+        pb.TestJourneyRequest(
+            profile_id=profile_id, context_json=context_text(body.context), events=body.events, **source
+        ),
+        metadata=_md(principal),
+    )
+    return journey_test_read(result)
+
+
+@router.post(
+    "/v1/journeys/test",
+    response_model=JourneyTestResult,
+    responses=problem_responses(400, 401, 403, 404, 422, 429, 503, 504),
+    summary="Test-run an inline definition for one test profile (waits fast-forwarded, effects listed)",
+    description=_TEST_DESCRIPTION,
+)
+async def try_definition(
+    body: DefinitionTestRequest, identity: IdentityDep, principal: JourneysReader, journey: JourneyDep
+) -> JourneyTestResult:
+    return await _test(identity, journey, principal, body, definition_json=definition_text(body.definition))
+
+
+@router.post(
+    "/v1/journeys/{journey_id}/test",
+    response_model=JourneyTestResult,
+    responses=problem_responses(400, 401, 403, 404, 422, 429, 503, 504),
+    summary="Test-run a journey's saved draft for one test profile (waits fast-forwarded, effects listed)",
+    description=_TEST_DESCRIPTION,
+)
+async def try_draft(
+    journey_id: JourneyId, body: DraftTestRequest, identity: IdentityDep, principal: JourneysReader, journey: JourneyDep
+) -> JourneyTestResult:
+    return await _test(identity, journey, principal, body, journey_id=str(journey_id))
+
+
+_DRY_RUN_DESCRIPTION = (
+    "How many people would have entered, changing nothing: event entries count the people with that event "
+    "(and `where`) in the last `days` days (default 30), segment entries the segment's members now; "
+    "`estimated_holdout` is the holdout_percent share of them. api and tier_change entries cannot be estimated: "
+    "the counts are 0 and `basis` says why. A definition with errors is a problem `invalid_definition` with "
+    "`definition_errors`."
+)
+
+
+async def _dry_run(
+    journey: JourneyDep, principal: Principal, days: int, invalid_status: int, **source: str
+) -> DryRunRead:
+    try:
+        result = await journey.DryRunJourney(pb.DryRunJourneyRequest(days=days, **source), metadata=_md(principal))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or error_code(exc) != "invalid_definition":
+            raise
+        check = await journey.ValidateJourney(pb.ValidateJourneyRequest(**source), metadata=_md(principal))
+        raise ProblemError(
+            "invalid_definition",
+            "The definition has errors; fix them before estimating.",
+            status=invalid_status,
+            title="Not a valid journey definition",
+            definition_errors=[issue_read(i).model_dump() for i in check.errors],
+        ) from None
+    return dry_run_read(result)
+
+
+@router.post(
+    "/v1/journeys/dry-run",
+    response_model=DryRunRead,
+    responses=problem_responses(400, 401, 403, 422, 429, 503, 504),
+    summary="Estimate how many people an inline definition would have let in",
+    description=_DRY_RUN_DESCRIPTION + " (422 for an inline definition.)",
+)
+async def dry_run_definition(
+    body: DefinitionDryRunRequest, principal: JourneysReader, journey: JourneyDep
+) -> DryRunRead:
+    return await _dry_run(journey, principal, body.days, 422, definition_json=definition_text(body.definition))
+
+
+@router.post(
+    "/v1/journeys/{journey_id}/dry-run",
+    response_model=DryRunRead,
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429, 503, 504),
+    summary="Estimate how many people a journey's saved draft would have let in",
+    description=_DRY_RUN_DESCRIPTION + " (409 for a saved draft, as publishing it would be.) The body is optional.",
+)
+async def dry_run_draft(
+    journey_id: JourneyId,
+    principal: JourneysReader,
+    journey: JourneyDep,
+    body: Annotated[DraftDryRunRequest | None, Body()] = None,
+) -> DryRunRead:
+    days = (body or DraftDryRunRequest()).days
+    return await _dry_run(journey, principal, days, status.HTTP_409_CONFLICT, journey_id=str(journey_id))
 
 
 # ---- enrollments ----------------------------------------------------------------------------------

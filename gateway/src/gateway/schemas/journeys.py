@@ -1,5 +1,5 @@
-"""Journeys API shapes: journeys (drafts, published versions, status), validation issues, enrollments
-and journey stats.
+"""Journeys API shapes: journeys (drafts, published versions, status), validation issues, enrollments,
+journey stats, test runs (one test profile, waits fast-forwarded) and dry runs (estimated entrants).
 
 Definitions travel as JSON objects (the grammar is journey-svc/docs/definition.md), never as text;
 timestamps are RFC 3339 with an offset; proto enums are lower-case strings."""
@@ -260,3 +260,95 @@ class JourneyStats(BaseModel):
     holdout: GroupStatsRead
     uplift: float = Field(description="conversion_rate - holdout conversion_rate")
     steps: list[StepStatsRead] = Field(description="treated group only")
+
+
+# ---- test mode and dry runs -----------------------------------------------------------------------
+
+EventName = text(200, min_length=1)
+MAX_TEST_EVENTS = 200  # journey-svc fast-forwards at most 200 waits
+Days = Annotated[int, Field(ge=1, le=365, description="look-back window in days (event entries)")]
+
+
+class _TestProfile(BaseModel):
+    profile_id: ProfileRef = Field(
+        description="the test person: identity profile id (UUID), or type:value (user_id:42, email:rachel@example.com)"
+    )
+    context: JsonObject = Field(default_factory=dict, description="entry context, as an entry event would give it")
+    events: list[EventName] = Field(
+        default_factory=list,
+        max_length=MAX_TEST_EVENTS,
+        description="events the test person does when a wait_for_event step awaits them (each name is used once); "
+        "other waits time out",
+    )
+
+
+class DraftTestRequest(_TestProfile):
+    """Run a journey's saved draft for one test profile."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"profile_id": "user_id:42", "context": {"cart_id": "c-1"}, "events": ["Order Completed"]}]
+        },
+    )
+
+
+class DefinitionTestRequest(_TestProfile):
+    """Run an inline definition for one test profile; nothing is saved."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"definition": CART_EXAMPLE, "profile_id": "user_id:42", "context": {"cart_id": "c-1"}, "events": []}
+            ]
+        },
+    )
+
+    definition: Definition = Field(description="the definition to run; nothing is saved")
+
+
+class EffectRead(BaseModel):
+    """A side effect the run would perform (listed, never performed)."""
+
+    step_id: str
+    kind: str = Field(description='"send", "webhook", "update_profile", "award_points", "issue_coupon"')
+    spec: dict[str, Any] = Field(description="the step's settings")
+
+
+class JourneyTestResult(BaseModel):
+    """The path one test profile takes with every wait fast-forwarded, and what would have been done."""
+
+    status: str = Field(description='"completed", "exited", or "invalid" (the definition has `errors`: nothing ran)')
+    exit_reason: str | None = Field(description='once exited: "goal_reached", "exit_criteria", "too_many_waits"...')
+    waited_seconds: int = Field(description="total time the waits would have taken")
+    trace: list[TraceStepRead] = Field(description="every step passed, in order")
+    effects: list[EffectRead] = Field(description="side effects the run would perform, in order")
+    errors: list[IssueRead] = Field(description="the definition's errors; empty when it ran")
+
+
+class DraftDryRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 30}]})
+
+    days: Days = 30
+
+
+class DefinitionDryRunRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"definition": CART_EXAMPLE, "days": 30}]}
+    )
+
+    definition: Definition = Field(description="the definition to estimate; nothing is saved")
+    days: Days = 30
+
+
+class DryRunRead(BaseModel):
+    """How many people would have entered; nothing is changed."""
+
+    estimated_entrants: int = Field(description="people who would have entered (holdout included)")
+    estimated_holdout: int = Field(description="of them, held out by the journey's holdout_percent")
+    total_profiles: int = Field(description="profiles considered")
+    basis: str = Field(
+        description='how the estimate was made, e.g. "people with Product Added in the last 30 days"; api and '
+        "tier_change entries cannot be estimated (all counts 0)"
+    )
