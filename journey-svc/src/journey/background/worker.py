@@ -43,7 +43,8 @@ _CHANNELS = {"email": messaging_pb2.CHANNEL_EMAIL, "sms": messaging_pb2.CHANNEL_
 def _needs(definition: dict) -> tuple[bool, bool]:
     """Whether running `definition` needs the person's profile (traits, segments) and loyalty status."""
     steps = definition.get("steps", [])
-    profile = any(s.get("type") == "condition" or "until_trait" in s for s in steps)
+    profile = definition.get("entry", {}).get("type") == "schedule" or any(
+        s.get("type") == "condition" or "until_trait" in s for s in steps)
     loyalty = profile and '"loyalty"' in orjson.dumps(steps).decode()
     return profile, loyalty
 

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from journey.domain.definition import parse_duration
 
@@ -129,6 +130,13 @@ def advance(definition: dict, state: State, now: datetime, facts: dict | None = 
     step_id = state.step_id or definition["start"]
     resuming = state.waiting_until is not None or bool(state.waiting_for)
     facts = facts or {"context": state.context}
+    if not state.step_id and state.context.get("_local_at"):
+        # a scheduled entry: first wait for the occurrence's local time in the person's time zone
+        if not resuming:
+            until = local_time(state.context["_local_at"], facts)
+            if until > now:
+                return _waiting(out, "", until, "")
+        resuming = False
     for _ in range(MAX_STEPS_PER_RUN):
         step = steps.get(step_id)
         if step is None:  # a published definition never names a missing step; be safe
@@ -216,6 +224,17 @@ def _landing(branches: list[dict], roll: float, originals: list[dict] | None = N
         if roll < acc:
             return original
     return originals[-1]
+
+
+def local_time(local: str, facts: dict) -> datetime:
+    """`local` (YYYY-MM-DDTHH:MM) in the person's time zone (trait `timezone` or `time_zone`; UTC when
+    unknown or invalid)."""
+    name = str(facts.get("traits", {}).get("timezone") or facts.get("traits", {}).get("time_zone") or "UTC")
+    try:
+        tz = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    return datetime.fromisoformat(local).replace(tzinfo=tz)
 
 
 def _waiting(out: Outcome, step_id: str, until: datetime, event: str) -> Outcome:

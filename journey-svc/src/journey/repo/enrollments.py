@@ -49,6 +49,8 @@ class Entry:
     context: dict | None = None
     idempotency_key: str = ""
     trigger: str = "api"
+    # scheduled entries start at a gate that waits for the occurrence's local time
+    gate: bool = False
 
 
 async def enroll(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record, definition: dict, entry: Entry,
@@ -85,7 +87,7 @@ async def enroll(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record,
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}
         """, tenant, new_id(), jid, journey["published_version"], entry.profile_id, holdout, entry.entry_key,
-        entry.idempotency_key, entry.trigger, entry.context or {}, definition["start"], now)
+        entry.idempotency_key, entry.trigger, entry.context or {}, "" if entry.gate else definition["start"], now)
     if row is None:  # a concurrent twin won the race
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM enrollments WHERE tenant_id = $1 AND journey_id = $2 "
                                   "AND profile_id = $3 AND (status = 'active' OR entry_key = $4 "
