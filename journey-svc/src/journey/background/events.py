@@ -23,7 +23,7 @@ import orjson
 import redis.asyncio as aioredis
 from google.protobuf import json_format, symbol_database
 
-from journey.domain import engine
+from journey.domain import definition as grammar
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
 from journey.repo import events as journey_events
@@ -80,11 +80,19 @@ def _props(event: event_pb2.Event) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+class Published:
+    """A published definition: as stored (the engine walks it) and as parsed (its conditions)."""
+
+    def __init__(self, text: str) -> None:
+        self.raw = orjson.loads(text)
+        self.parsed = grammar.validate(text).definition
+
+
 class Journeys:
     """Published definitions of active and paused journeys, per tenant, re-read every few seconds."""
 
     def __init__(self) -> None:
-        self.by_tenant: dict[str, list[tuple[asyncpg.Record, dict]]] = {}
+        self.by_tenant: dict[str, list[tuple[asyncpg.Record, Published]]] = {}
         self.names: frozenset[str] = ALWAYS
         self._loaded = 0.0
 
@@ -95,7 +103,7 @@ class Journeys:
         names = set(ALWAYS)
         for r in await conn.fetch(_ACTIVE):
             definition = orjson.loads(r["definition"])
-            by_tenant.setdefault(str(r["tenant_id"]), []).append((r, definition))
+            by_tenant.setdefault(str(r["tenant_id"]), []).append((r, Published(r["definition"])))
             entry = definition.get("entry", {})
             names.update(n for n in (entry.get("event"), (definition.get("goal") or {}).get("event")) if n)
             names.update(c["event"] for c in definition.get("exit_criteria", []) if c.get("event"))
@@ -139,11 +147,12 @@ class Reactions:
             event.payload.Unpack(membership)
             props = {**props, "segment_id": membership.segment_id}
         await self._running(conn, tenant, profile, name, props, now, event.id)
-        for journey, definition in self.journeys.by_tenant.get(tenant, []):
+        for journey, published in self.journeys.by_tenant.get(tenant, []):
             if journey["status"] != "active":
                 continue
+            definition = published.raw
             entry = definition.get("entry", {})
-            if not self._enters(entry, event, name, props):
+            if not self._enters(entry, published.parsed.entry.where, event, name, props):
                 continue
             key = str(props.get(entry["key"], "")) if entry.get("key") else ""
             try:
@@ -154,10 +163,10 @@ class Reactions:
                 log.info("entry refused", journey_id=str(journey["id"]), code=exc.code)
 
     @staticmethod
-    def _enters(entry: dict, event: event_pb2.Event, name: str, props: dict) -> bool:
+    def _enters(entry: dict, where, event: event_pb2.Event, name: str, props: dict) -> bool:
         kind = entry.get("type")
         if kind == "event":
-            return entry.get("event") == name and engine.matches(entry.get("where"), props)
+            return entry.get("event") == name and grammar.matches(where, props)
         if kind == "tier_change" and event.type == "tier.changed":
             changed = loyalty_events_pb2.TierChanged()
             event.payload.Unpack(changed)
@@ -178,25 +187,26 @@ class Reactions:
             "WHERE tenant_id = $1 AND profile_id = $2 AND status = 'active'", tenant, profile)
         if not rows:
             return
-        definitions = {(str(j["id"]), j["published_version"]): d for j, d in self.journeys.by_tenant.get(tenant, [])}
+        definitions = {(str(j["id"]), j["published_version"]): p for j, p in self.journeys.by_tenant.get(tenant, [])}
         for r in rows:
             definition = definitions.get((str(r["journey_id"]), r["version"]))
             if definition is None:
-                definition = orjson.loads(await conn.fetchval(
+                definition = Published(await conn.fetchval(
                     "SELECT definition FROM journey_versions WHERE tenant_id = $1 AND journey_id = $2 AND version = $3",
                     tenant, r["journey_id"], r["version"]))
             await self._react(conn, tenant, r, definition, name, props, now, event_id)
 
-    async def _react(self, conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, definition: dict, name: str,
-                     props: dict, now: datetime, event_id: str = "") -> None:
-        for criterion in definition.get("exit_criteria", []):
-            left = criterion.get("segment_left")
-            if (criterion.get("event") == name and engine.matches(criterion.get("where"), props)) or (
+    async def _react(self, conn: asyncpg.Connection, tenant: str, r: asyncpg.Record, published: Published,
+                     name: str, props: dict, now: datetime, event_id: str = "") -> None:
+        definition, parsed = published.raw, published.parsed
+        for criterion in parsed.exit_criteria:
+            left = criterion.segment_left
+            if (criterion.event == name and grammar.matches(criterion.where, props)) or (
                     left and name == "segment.exited" and props.get("segment_id") == left):
                 await _end(conn, tenant, r, "exited", "exit_criteria", now, self._shards)
                 return
         goal = definition.get("goal") or {}
-        if goal.get("event") == name and r["converted_at"] is None and engine.matches(goal.get("where"), props):
+        if goal.get("event") == name and r["converted_at"] is None and grammar.matches(parsed.goal.where, props):
             within = goal.get("within")
             if within is None or now <= r["entered_at"] + parse_duration(within):
                 await conn.execute("UPDATE enrollments SET converted_at = $3, updated_at = $3 WHERE tenant_id = $1 "
@@ -211,7 +221,7 @@ class Reactions:
         if r["waiting_for"] == name:
             step = next((s for s in definition["steps"] if s["id"] == r["step_id"]), {})
             key = step.get("match_key")
-            if engine.matches(step.get("where"), props) and (
+            if grammar.matches(getattr(parsed.steps.get(r["step_id"]), "where", None), props) and (
                     not key or str(props.get(key, "")) == str((r["context"] or {}).get(key, ""))):
                 await conn.execute(
                     "UPDATE enrollments SET arrived = true, waiting_for = '', due_at = $3, updated_at = $3 "

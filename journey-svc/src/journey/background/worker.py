@@ -17,6 +17,7 @@ import asyncpg
 import grpc
 import orjson
 
+from journey.domain import definition as grammar
 from journey.domain import engine
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
@@ -123,17 +124,19 @@ class Effects:
 
 
 class Definitions:
-    """Published versions never change: cached forever by (tenant, journey, version)."""
+    """Published versions never change: cached forever by (tenant, journey, version), as stored (the
+    engine walks it) and as parsed by the grammar (its conditions)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple, dict] = {}
+        self._cache: dict[tuple, tuple[dict, grammar.Definition]] = {}
 
-    async def get(self, conn: asyncpg.Connection | asyncpg.Pool, tenant, journey_id, version: int) -> dict:
+    async def get(self, conn: asyncpg.Connection | asyncpg.Pool, tenant, journey_id, version: int
+                  ) -> tuple[dict, grammar.Definition]:
         key = (str(tenant), str(journey_id), version)
         if key not in self._cache:
             text = await conn.fetchval("SELECT definition FROM journey_versions WHERE tenant_id = $1 "
                                        "AND journey_id = $2 AND version = $3", tenant, journey_id, version)
-            self._cache[key] = orjson.loads(text)
+            self._cache[key] = (orjson.loads(text), grammar.validate(text).definition)
         return self._cache[key]
 
 
@@ -231,7 +234,8 @@ class Worker:
         return len(rows)
 
     async def _run(self, row: asyncpg.Record, now: datetime) -> Done:
-        definition = await self._definitions.get(self._pool, row["tenant_id"], row["journey_id"], row["version"])
+        definition, parsed = await self._definitions.get(self._pool, row["tenant_id"], row["journey_id"],
+                                                         row["version"])
         state = engine.State(str(row["id"]), row["step_id"], row["context"], row["visits"],
                              row["waiting_until"], row["waiting_for"], row["holdout"], row["arrived"])
         try:
@@ -239,7 +243,7 @@ class Worker:
         except grpc.aio.AioRpcError as exc:
             return Done(row, error=f"reading the profile: {exc.code().name} {exc.details()}")
         facts["ab_winners"] = await self._winners.get(self._pool, row, definition, now)
-        outcome = engine.advance(definition, state, now, facts)
+        outcome = engine.advance(definition, state, now, facts, parsed)
         for effect in outcome.effects:
             try:
                 await self._effects.perform(str(row["tenant_id"]), row, effect)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
+
+from journey.domain import definition as grammar
 from journey.domain.definition import parse_duration
 
 MAX_STEPS_PER_RUN = 200
@@ -70,60 +72,12 @@ def holdout_draw(enrollment_key: str) -> float:
     return draw(enrollment_key, "holdout")
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    try:
-        if op == "eq":
-            return left == right
-        if op == "neq":
-            return left != right
-        if op == "gt":
-            return left is not None and left > right
-        if op == "gte":
-            return left is not None and left >= right
-        if op == "lt":
-            return left is not None and left < right
-        if op == "lte":
-            return left is not None and left <= right
-        if op == "in":
-            return left in right
-        if op == "not_in":
-            return left not in right
-        if op == "contains":
-            return left is not None and right in left
-        if op == "exists":
-            return left is not None
-        if op == "not_exists":
-            return left is None
-    except TypeError:
-        return False
-    return False
-
-
-def holds(cond: dict, facts: dict) -> bool:
-    """A condition of the grammar over `facts` = {"traits", "segments", "loyalty", "context", "opened"}."""
-    if "all" in cond:
-        return all(holds(c, facts) for c in cond["all"])
-    if "any" in cond:
-        return any(holds(c, facts) for c in cond["any"])
-    if "not" in cond:
-        return not holds(cond["not"], facts)
-    if "segment" in cond:
-        return (cond["segment"] in facts.get("segments", set())) == cond.get("in", True)
-    if "opened" in cond:
-        return cond["opened"] in facts.get("opened", set())
-    for source, key in (("trait", "traits"), ("loyalty", "loyalty"), ("event_property", "context")):
-        if source in cond:
-            return _compare(cond.get("op", "eq"), facts.get(key, {}).get(cond[source]), cond.get("value"))
-    return False
-
-
-def matches(where: list[dict] | None, properties: dict) -> bool:
-    """Event property filters: [{"property": p, "op": o, "value": v}, ...], all must hold."""
-    return all(_compare(w.get("op", "eq"), properties.get(w.get("property")), w.get("value")) for w in where or ())
-
-
-def advance(definition: dict, state: State, now: datetime, facts: dict | None = None) -> Outcome:
-    """Run from `state` as of `now` until the enrollment must wait or ends."""
+def advance(definition: dict, state: State, now: datetime, facts: dict | None = None,
+            parsed: grammar.Definition | None = None) -> Outcome:
+    """Run from `state` as of `now` until the enrollment must wait or ends. `parsed` is the validated
+    definition (its conditions are evaluated by the grammar's own evaluator); parsed here if absent."""
+    if parsed is None:
+        parsed = grammar.validate(orjson.dumps(definition).decode()).definition
     steps = {s["id"]: s for s in definition["steps"]}
     visits = dict(state.visits)
     out = Outcome(visits=visits)
@@ -165,9 +119,9 @@ def advance(definition: dict, state: State, now: datetime, facts: dict | None = 
                 nxt = step.get("timeout_next")
         elif kind == "condition":
             nxt, label = step.get("else"), "else"
-            for i, branch in enumerate(step.get("branches", [])):
-                if holds(branch["when"], facts):
-                    nxt, label = branch["next"], branch.get("label") or f"branch_{i + 1}"
+            for branch in parsed.steps[step_id].branches:
+                if holds(branch.when, facts):
+                    nxt, label = branch.next, branch.label
                     break
             out.log.append((step_id, kind, label))
         elif kind in ("random_split", "ab_test"):
@@ -194,6 +148,13 @@ def advance(definition: dict, state: State, now: datetime, facts: dict | None = 
         step_id = nxt
     out.status, out.exit_reason, out.step_id = "exited", "error", step_id  # ran round too long without waiting
     return out
+
+
+def holds(cond: grammar.Condition, facts: dict) -> bool:
+    """A parsed condition over the facts the worker gathered."""
+    return grammar.evaluate_condition(cond, traits=facts.get("traits", {}), segments=facts.get("segments", set()),
+                                      loyalty=facts.get("loyalty", {}), context=facts.get("context", {}),
+                                      opened=facts.get("opened", set()))
 
 
 def label_of(branches: list[dict], branch: dict) -> str:

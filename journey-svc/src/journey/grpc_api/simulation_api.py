@@ -51,7 +51,7 @@ class SimulationApi(ServicerBase):
         state = engine.State(f"test-{request.profile_id}", definition["start"], entry_context)
         out = pb.TestJourneyResponse()
         for _ in range(MAX_WAITS):
-            result = engine.advance(definition, state, now, facts)
+            result = engine.advance(definition, state, now, facts, checked.definition)
             for step_id, kind, outcome in result.log:
                 t = out.trace.add(step_id=step_id, step_type=kind, outcome=outcome)
                 set_timestamp(t.at, now)
