@@ -21,7 +21,6 @@ from datetime import datetime
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from google.protobuf import json_format, symbol_database
 
 from journey.domain import definition as grammar
 from journey.domain.definition import parse_duration
@@ -35,7 +34,7 @@ from mcloud.events.v1 import (  # noqa: F401 - recommend_events registers its pa
     messaging_events_pb2,
     recommend_events_pb2,
 )
-from mcloud_common.bus import StreamConsumer, enqueue
+from mcloud_common.bus import StreamConsumer, enqueue, event_properties
 from mcloud_common.clock import Clock
 from mcloud_common.errors import DomainError
 from mcloud_common.ids import parse_uuid
@@ -61,23 +60,6 @@ _ACTIVE = """
 def _name(event: event_pb2.Event) -> str:
     return event.name if event.type == "track" else event.type
 
-
-def _props(event: event_pb2.Event) -> dict:
-    """What filters, keys and context see: a track event's properties, or a domain event's payload
-    fields (e.g. coupon.expiring's `code`, message.opened's `message.step_id`)."""
-    if event.HasField("payload") and event.payload.type_url:
-        try:
-            cls = symbol_database.Default().GetSymbol(event.payload.type_url.rsplit("/", 1)[-1])
-        except KeyError:
-            return {}
-        message = cls()
-        event.payload.Unpack(message)
-        return json_format.MessageToDict(message, preserving_proto_field_name=True)
-    try:
-        value = orjson.loads(event.properties_json or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 class Published:
@@ -139,7 +121,7 @@ class Reactions:
         profile = event.profile_id
         if parse_uuid(profile) is None:
             return
-        name, props = _name(event), _props(event)
+        name, props = _name(event), event_properties(event)
         if event.type == "message.opened":
             await opened(conn, tenant, event)
         if event.type == "segment.exited":

@@ -3,7 +3,6 @@ workers claim, saving where a run left an enrollment, the per-person trace and t
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from journey.domain import engine
 from journey.domain.definition import parse_duration
 from journey.repo import events as journey_events
 from mcloud.journey.v1 import journey_pb2 as pb
+from mcloud_common import paging
 from mcloud_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import set_timestamp
@@ -149,16 +149,6 @@ async def get(conn: asyncpg.Connection, tenant: str, enrollment_id: str) -> asyn
     return row
 
 
-def _token(at: datetime, eid: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([at.isoformat(), str(eid)])).decode()
-
-
-def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, eid = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), uuid.UUID(eid)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise InvalidArgument("page_token is not valid", code="invalid_page_token", field="page_token") from None
 
 
 async def page(conn: asyncpg.Connection, tenant: str, request: pb.ListEnrollmentsRequest
@@ -169,8 +159,8 @@ async def page(conn: asyncpg.Connection, tenant: str, request: pb.ListEnrollment
         raise InvalidArgument("journey_id and profile_id must be UUIDs", code="invalid_id", field="journey_id")
     if jid is None and pid is None:
         raise InvalidArgument("journey_id or profile_id is required", code="missing_filter", field="journey_id")
-    size = min(max(request.page_size or 50, 1), 500)
-    after = _untoken(request.page_token) if request.page_token else None
+    size = paging.page_size(request.page_size)
+    at, last = paging.after(request.page_token)
     statuses = [STATUS_NAMES[s] for s in request.statuses if s in STATUS_NAMES]
     rows = await conn.fetch(
         f"""
@@ -179,10 +169,9 @@ async def page(conn: asyncpg.Connection, tenant: str, request: pb.ListEnrollment
           AND (cardinality($4::text[]) = 0 OR status = ANY($4::text[]))
           AND ($5::timestamptz IS NULL OR (entered_at, id) < ($5, $6))
         ORDER BY entered_at DESC, id DESC LIMIT $7
-        """, tenant, jid, pid, statuses, after[0] if after else None, after[1] if after else None, size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    return [message(r) for r in rows], _token(rows[-1]["entered_at"], rows[-1]["id"]) if more else ""
+        """, tenant, jid, pid, statuses, at, last, size + 1)
+    rows, token = paging.cut(rows, size, "entered_at")
+    return [message(r) for r in rows], token
 
 
 async def trace(conn: asyncpg.Connection, tenant: str, enrollment_id: uuid.UUID) -> list[pb.TraceStep]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 
 import asyncpg
-import orjson
 
 from mcloud.journey.v1 import journey_pb2 as pb
+from mcloud_common import paging
 from mcloud_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import set_timestamp
@@ -148,34 +147,23 @@ async def transition(conn: asyncpg.Connection, tenant: str, jid: uuid.UUID, acti
     return await set_status(conn, tenant, jid, target, now)
 
 
-def _token(updated_at: datetime, jid: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([updated_at.isoformat(), str(jid)])).decode()
-
-
-def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, jid = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), uuid.UUID(jid)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise InvalidArgument("page_token is not valid", code="invalid_page_token", field="page_token") from None
 
 
 async def page(conn: asyncpg.Connection, tenant: str, statuses: list[str], size: int, token: str
                ) -> tuple[list[pb.Journey], str]:
-    size = min(max(size or 50, 1), 500)
-    after = _untoken(token) if token else None
+    size = paging.page_size(size)
+    at, last = paging.after(token)
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM journeys
         WHERE tenant_id = $1 AND (cardinality($2::text[]) = 0 OR status = ANY($2::text[]))
           AND ($3::timestamptz IS NULL OR (updated_at, id) < ($3, $4))
         ORDER BY updated_at DESC, id DESC LIMIT $5
-        """, tenant, statuses, after[0] if after else None, after[1] if after else None, size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
+        """, tenant, statuses, at, last, size + 1)
+    rows, token = paging.cut(rows, size, "updated_at")
     out = []
     for r in rows:
         j = message(r)
         j.ClearField("draft_definition_json")
         out.append(j)
-    return out, _token(rows[-1]["updated_at"], rows[-1]["id"]) if more else ""
+    return out, token

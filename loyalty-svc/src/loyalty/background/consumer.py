@@ -37,7 +37,7 @@ from loyalty.repo.programs import ProgramCache
 from loyalty.settings import LoyaltySettings
 from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
-from mcloud_common.bus import StreamConsumer
+from mcloud_common.bus import StreamConsumer, event_properties
 from mcloud_common.clock import Clock
 from mcloud_common.errors import DomainError
 from mcloud_common.ids import parse_uuid
@@ -53,13 +53,6 @@ _CHANNELS = {event_pb2.CHANNEL_WEB: "web", event_pb2.CHANNEL_APP: "app", event_p
              event_pb2.CHANNEL_POS: "pos", event_pb2.CHANNEL_CRM: "crm", event_pb2.CHANNEL_ADS: "ads",
              event_pb2.CHANNEL_SERVER: "server"}
 
-
-def _props(event: event_pb2.Event) -> dict:
-    try:
-        value = orjson.loads(event.properties_json or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # behaviour events loyalty reacts to whatever the programs say; custom rule triggers come on top
@@ -148,7 +141,7 @@ class IdentityEvents:
                               events: list[event_pb2.Event], now) -> None:
         orders: list[tuple[event_pb2.Event, pb.Order, dict]] = []
         for event in events:
-            props = _props(event)
+            props = event_properties(event)
             order = order_rules.order_from_properties(props, default_currency=program.currency,
                                                       channel=_CHANNELS.get(event.channel, ""))
             if order is None or order.currency != program.currency:
@@ -198,7 +191,7 @@ class IdentityEvents:
 
     async def track(self, conn: asyncpg.Connection, tenant: str, program: pb.Program, event: event_pb2.Event) -> None:
         name, profile_id, now = event.name, event.profile_id, self._clock.now()
-        props = _props(event)
+        props = event_properties(event)
         events = []
         if (name == "Signed Up" and program.auto_enroll) or (name == "Order Completed" and program.enroll_on_order):
             _, events = await member_repo.enroll(conn, tenant, program, profile_id,

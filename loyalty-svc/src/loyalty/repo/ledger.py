@@ -8,7 +8,6 @@ Invariant, per member, at every commit: sum(entries.points) = sum(lots.remaining
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from loyalty.repo import members as member_repo
 from loyalty.repo.events import PRODUCER, envelope
 from mcloud.events.v1 import event_pb2, loyalty_events_pb2
 from mcloud.loyalty.v1 import loyalty_pb2 as pb
+from mcloud_common import paging
 from mcloud_common.bus.outbox import outbox_rows
 from mcloud_common.errors import FailedPrecondition, InvalidArgument
 from mcloud_common.ids import new_id
@@ -661,23 +661,13 @@ async def reverse_order(conn: asyncpg.Connection, tenant: str, program: pb.Progr
 
 # --- the statement ------------------------------------------------------------------------------
 
-def _token(created_at: datetime, entry_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), str(entry_id)])).decode()
-
-
-def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, entry_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(at), uuid.UUID(entry_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise InvalidArgument("page_token is not valid", code="invalid_page_token", field="page_token") from None
 
 
 async def page(conn: asyncpg.Connection, tenant: str, program_id: str, profile_id: str, size: int, token: str
                ) -> tuple[list[pb.LedgerEntry], str]:
     """The member's entries newest first, including those of profiles merged into it."""
-    size = min(max(size or 50, 1), 500)
-    after = _untoken(token) if token else None
+    size = paging.page_size(size)
+    at, last = paging.after(token)
     rows = await conn.fetch(
         f"""
         SELECT {_ENTRY_COLUMNS} FROM ledger_entries
@@ -687,7 +677,6 @@ async def page(conn: asyncpg.Connection, tenant: str, program_id: str, profile_i
                                WHERE tenant_id = $1 AND program_id = $2 AND merged_into = $3)
           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
         ORDER BY created_at DESC, id DESC LIMIT $6
-        """, tenant, program_id, profile_id, after[0] if after else None, after[1] if after else None, size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
-    return [entry_pb(r) for r in rows], _token(rows[-1]["created_at"], rows[-1]["id"]) if more else ""
+        """, tenant, program_id, profile_id, at, last, size + 1)
+    rows, token = paging.cut(rows, size, "created_at")
+    return [entry_pb(r) for r in rows], token

@@ -6,6 +6,7 @@ service publishes the outbox; a `StreamConsumer` per consuming service applies e
 
 from mcloud_common.bus.consumer import Handler, StreamConsumer
 from mcloud_common.bus.outbox import enqueue
+from mcloud_common.bus.properties import event_properties
 from mcloud_common.bus.relay import OutboxRelay
 from mcloud_common.bus.schema import BUS_DDL, NOTIFY_CHANNEL, create_bus_tables, drop_bus_tables
 from mcloud_common.bus.streams import (
@@ -35,6 +36,7 @@ __all__ = [
     "drop_bus_tables",
     "encode",
     "enqueue",
+    "event_properties",
     "partition_key",
     "publish",
     "shard_of",
