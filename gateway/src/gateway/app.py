@@ -24,12 +24,16 @@ from gateway.routes import (
     imports,
     journeys,
     loyalty,
+    message_people,
+    message_tracking,
+    messages,
     meta,
     privacy,
     profile_admin,
     profiles,
     rewards,
     segments,
+    templates,
     tracking,
 )
 from gateway.settings import GatewaySettings
@@ -55,7 +59,7 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
   (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
-  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`; `admin` implies all).
+  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -98,6 +102,26 @@ TAGS = [
         "description": "Marketing automation: journey definitions (JSON graphs) as drafts with precise validation, "
         "published versions, pause/resume/archive, enrollments and their stats (treated vs holdout). "
         "`journeys:read` / `journeys:write`.",
+    },
+    {
+        "name": "templates",
+        "description": "Messaging templates: versioned, localised (Liquid), preview and test-send. "
+        "`messaging:read` / `messaging:write`.",
+    },
+    {
+        "name": "messages",
+        "description": "Sending: one message, many, campaigns to a segment; message status, timeline and history. "
+        "`messaging:read` / `messaging:write`.",
+    },
+    {
+        "name": "messaging preferences",
+        "description": "Per-person channel opt-ins, locale, time zone, quiet hours, suppressions, the in-app inbox, "
+        "best send time, and channel providers. `messaging:read` / `messaging:write`.",
+    },
+    {
+        "name": "message tracking",
+        "description": "Public links inside messages: open pixel, click redirect, one-click unsubscribe (RFC 8058), "
+        "preference page, and providers' delivery webhooks (signature checked). No API key.",
     },
     {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
     {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
@@ -179,6 +203,10 @@ def create_app(
     app.include_router(coupons.router)
     app.include_router(rewards.router)
     app.include_router(journeys.router)
+    app.include_router(templates.router)
+    app.include_router(messages.router)
+    app.include_router(message_people.router)
+    app.include_router(message_tracking.router)
     app.include_router(clerk.router)
     app.include_router(privacy.router)
     app.include_router(imports.router)

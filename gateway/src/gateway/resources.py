@@ -17,6 +17,7 @@ from gateway.tenancy import KeyCache
 from mcloud.identity.v1 import identity_pb2_grpc
 from mcloud.journey.v1 import journey_pb2_grpc
 from mcloud.loyalty.v1 import loyalty_pb2_grpc
+from mcloud.messaging.v1 import messaging_pb2_grpc
 from mcloud_common.clock import Clock, SystemClock
 
 
@@ -51,6 +52,13 @@ class Resources:
             stub = self._journey = journey_pb2_grpc.JourneyServiceStub(self.channels["journey"])
         return stub
 
+    @property
+    def messaging(self) -> messaging_pb2_grpc.MessagingServiceStub:
+        stub = getattr(self, "_messaging", None)
+        if stub is None:
+            stub = self._messaging = messaging_pb2_grpc.MessagingServiceStub(self.channels["messaging"])
+        return stub
+
 
 def get_resources(request: Request) -> Resources:
     return request.app.state.resources
@@ -78,3 +86,10 @@ def get_journey(request: Request) -> journey_pb2_grpc.JourneyServiceStub:
 
 
 JourneyDep = Annotated[journey_pb2_grpc.JourneyServiceStub, Depends(get_journey)]
+
+
+def get_messaging(request: Request) -> messaging_pb2_grpc.MessagingServiceStub:
+    return request.app.state.resources.messaging
+
+
+MessagingDep = Annotated[messaging_pb2_grpc.MessagingServiceStub, Depends(get_messaging)]

@@ -39,6 +39,8 @@ KNOWN_SCOPES = frozenset(
         "loyalty:write",
         "journeys:read",
         "journeys:write",
+        "messaging:read",
+        "messaging:write",
         ADMIN,
     }
 )

@@ -420,7 +420,7 @@ class SendCampaignResponse(_message.Message):
     def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
 
 class RecordMessageEventRequest(_message.Message):
-    __slots__ = ("message_id", "provider_message_id", "kind", "provider_event_id", "occurred_at", "url", "hard_bounce", "detail", "user_agent")
+    __slots__ = ("message_id", "provider_message_id", "kind", "provider_event_id", "occurred_at", "url", "hard_bounce", "detail", "user_agent", "tracking_token")
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -430,6 +430,7 @@ class RecordMessageEventRequest(_message.Message):
     HARD_BOUNCE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    TRACKING_TOKEN_FIELD_NUMBER: _ClassVar[int]
     message_id: str
     provider_message_id: str
     kind: MessageEventKind
@@ -439,15 +440,18 @@ class RecordMessageEventRequest(_message.Message):
     hard_bounce: bool
     detail: str
     user_agent: str
-    def __init__(self, message_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., kind: _Optional[_Union[MessageEventKind, str]] = ..., provider_event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., hard_bounce: _Optional[bool] = ..., detail: _Optional[str] = ..., user_agent: _Optional[str] = ...) -> None: ...
+    tracking_token: str
+    def __init__(self, message_id: _Optional[str] = ..., provider_message_id: _Optional[str] = ..., kind: _Optional[_Union[MessageEventKind, str]] = ..., provider_event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., url: _Optional[str] = ..., hard_bounce: _Optional[bool] = ..., detail: _Optional[str] = ..., user_agent: _Optional[str] = ..., tracking_token: _Optional[str] = ...) -> None: ...
 
 class RecordMessageEventResponse(_message.Message):
-    __slots__ = ("message", "duplicate")
+    __slots__ = ("message", "duplicate", "redirect_url")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_URL_FIELD_NUMBER: _ClassVar[int]
     message: Message
     duplicate: bool
-    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    redirect_url: str
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., duplicate: _Optional[bool] = ..., redirect_url: _Optional[str] = ...) -> None: ...
 
 class InboxMessage(_message.Message):
     __slots__ = ("id", "message_id", "title", "body", "image_url", "link_url", "data_json", "read", "created_at", "read_at", "expires_at")
@@ -654,7 +658,7 @@ class FrequencyCap(_message.Message):
     def __init__(self, max_messages: _Optional[int] = ..., window_hours: _Optional[int] = ...) -> None: ...
 
 class ChannelConfig(_message.Message):
-    __slots__ = ("channel", "provider", "enabled", "settings_json", "secrets_json", "rate_limit_per_second", "frequency_caps", "updated_at")
+    __slots__ = ("channel", "provider", "enabled", "settings_json", "secrets_json", "rate_limit_per_second", "frequency_caps", "updated_at", "fallbacks")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -663,6 +667,7 @@ class ChannelConfig(_message.Message):
     RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     FREQUENCY_CAPS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     channel: Channel
     provider: str
     enabled: bool
@@ -671,7 +676,20 @@ class ChannelConfig(_message.Message):
     rate_limit_per_second: int
     frequency_caps: _containers.RepeatedCompositeFieldContainer[FrequencyCap]
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., provider: _Optional[str] = ..., enabled: _Optional[bool] = ..., settings_json: _Optional[str] = ..., secrets_json: _Optional[str] = ..., rate_limit_per_second: _Optional[int] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    fallbacks: _containers.RepeatedCompositeFieldContainer[ProviderConfig]
+    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., provider: _Optional[str] = ..., enabled: _Optional[bool] = ..., settings_json: _Optional[str] = ..., secrets_json: _Optional[str] = ..., rate_limit_per_second: _Optional[int] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fallbacks: _Optional[_Iterable[_Union[ProviderConfig, _Mapping]]] = ...) -> None: ...
+
+class ProviderConfig(_message.Message):
+    __slots__ = ("provider", "settings_json", "secrets_json", "rate_limit_per_second")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    settings_json: str
+    secrets_json: str
+    rate_limit_per_second: int
+    def __init__(self, provider: _Optional[str] = ..., settings_json: _Optional[str] = ..., secrets_json: _Optional[str] = ..., rate_limit_per_second: _Optional[int] = ...) -> None: ...
 
 class ConfigureChannelRequest(_message.Message):
     __slots__ = ("config", "idempotency_key")
@@ -686,3 +704,144 @@ class ConfigureChannelResponse(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     config: ChannelConfig
     def __init__(self, config: _Optional[_Union[ChannelConfig, _Mapping]] = ...) -> None: ...
+
+class SendMessagesRequest(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[SendMessageRequest]
+    def __init__(self, messages: _Optional[_Iterable[_Union[SendMessageRequest, _Mapping]]] = ...) -> None: ...
+
+class SendResult(_message.Message):
+    __slots__ = ("message", "error_code", "error_detail")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    error_code: str
+    error_detail: str
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., error_code: _Optional[str] = ..., error_detail: _Optional[str] = ...) -> None: ...
+
+class SendMessagesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SendResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SendResult, _Mapping]]] = ...) -> None: ...
+
+class ListMessagesRequest(_message.Message):
+    __slots__ = ("profile_id", "campaign_id", "journey_id", "page_size", "page_token")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    campaign_id: str
+    journey_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, profile_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., journey_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMessagesResponse(_message.Message):
+    __slots__ = ("messages", "next_page_token")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[Message]
+    next_page_token: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class GetCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class TestSendTemplateRequest(_message.Message):
+    __slots__ = ("template_id", "version", "locale", "variables_json", "profile_id", "to_address", "idempotency_key")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    version: int
+    locale: str
+    variables_json: str
+    profile_id: str
+    to_address: str
+    idempotency_key: str
+    def __init__(self, template_id: _Optional[str] = ..., version: _Optional[int] = ..., locale: _Optional[str] = ..., variables_json: _Optional[str] = ..., profile_id: _Optional[str] = ..., to_address: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class HandleProviderWebhookRequest(_message.Message):
+    __slots__ = ("provider", "headers", "body")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    headers: _containers.ScalarMap[str, str]
+    body: bytes
+    def __init__(self, provider: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class HandleProviderWebhookResponse(_message.Message):
+    __slots__ = ("recorded", "duplicates", "unknown")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    duplicates: int
+    unknown: int
+    def __init__(self, recorded: _Optional[int] = ..., duplicates: _Optional[int] = ..., unknown: _Optional[int] = ...) -> None: ...
+
+class VerifyLinkTokenRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class VerifyLinkTokenResponse(_message.Message):
+    __slots__ = ("profile_id", "message_id", "channel")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    message_id: str
+    channel: Channel
+    def __init__(self, profile_id: _Optional[str] = ..., message_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ...) -> None: ...
+
+class UnsubscribeRequest(_message.Message):
+    __slots__ = ("token", "profile_id", "channel", "source", "all_channels")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ALL_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    profile_id: str
+    channel: Channel
+    source: str
+    all_channels: bool
+    def __init__(self, token: _Optional[str] = ..., profile_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., source: _Optional[str] = ..., all_channels: _Optional[bool] = ...) -> None: ...
+
+class UnsubscribeResponse(_message.Message):
+    __slots__ = ("profile_id", "channel", "already")
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    profile_id: str
+    channel: Channel
+    already: bool
+    def __init__(self, profile_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., already: _Optional[bool] = ...) -> None: ...

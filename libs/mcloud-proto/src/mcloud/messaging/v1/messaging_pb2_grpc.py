@@ -116,6 +116,41 @@ class MessagingServiceStub:
                 request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelRequest.SerializeToString,
                 response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelResponse.FromString,
                 _registered_method=True)
+        self.SendMessages = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/SendMessages',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesResponse.FromString,
+                _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/ListMessages',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesResponse.FromString,
+                _registered_method=True)
+        self.GetCampaign = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/GetCampaign',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignResponse.FromString,
+                _registered_method=True)
+        self.TestSendTemplate = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/TestSendTemplate',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.FromString,
+                _registered_method=True)
+        self.HandleProviderWebhook = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/HandleProviderWebhook',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookResponse.FromString,
+                _registered_method=True)
+        self.VerifyLinkToken = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/VerifyLinkToken',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenResponse.FromString,
+                _registered_method=True)
+        self.Unsubscribe = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/Unsubscribe',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -245,6 +280,63 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendMessages(self, request, context):
+        """SendMessages queues many messages in one call (journeys send a step's batch this way); each
+        item behaves exactly as SendMessage, and a bad item is answered in its result without failing
+        the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMessages(self, request, context):
+        """ListMessages pages through message history, newest first, for a profile, a campaign or a
+        journey (at least one filter).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCampaign(self, request, context):
+        """GetCampaign returns a campaign and its progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestSendTemplate(self, request, context):
+        """TestSendTemplate renders a template and sends it at once to an explicit address (or a test
+        profile), prefixed "[TEST]", bypassing caps and quiet hours; it is recorded as a transactional
+        message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleProviderWebhook(self, request, context):
+        """HandleProviderWebhook checks a provider's delivery/bounce/complaint webhook (SendGrid, Mailgun
+        or Postmark shape) against the tenant's configured signing secret and records each event in it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyLinkToken(self, request, context):
+        """VerifyLinkToken checks a signed link token (unsubscribe / preference page) and says whose it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unsubscribe(self, request, context):
+        """Unsubscribe opts a profile out of a channel ("all" channels when unspecified) from a signed link
+        token (RFC 8058 one-click) or a profile id, suppresses it, and emits message.unsubscribed once.
+        Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -322,6 +414,41 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.ConfigureChannel,
                     request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelRequest.FromString,
                     response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelResponse.SerializeToString,
+            ),
+            'SendMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMessages,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesResponse.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'GetCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCampaign,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignResponse.SerializeToString,
+            ),
+            'TestSendTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestSendTemplate,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'HandleProviderWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleProviderWebhook,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookResponse.SerializeToString,
+            ),
+            'VerifyLinkToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyLinkToken,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenResponse.SerializeToString,
+            ),
+            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unsubscribe,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -736,6 +863,195 @@ class MessagingService:
             '/mcloud.messaging.v1.MessagingService/ConfigureChannel',
             mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelRequest.SerializeToString,
             mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ConfigureChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/SendMessages',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/ListMessages',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/GetCampaign',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestSendTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/TestSendTemplate',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleProviderWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/HandleProviderWebhook',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.HandleProviderWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyLinkToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/VerifyLinkToken',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.VerifyLinkTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unsubscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/Unsubscribe',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,5 @@
+"""(being built)"""
+
+
+async def install(runtime, settings, **_kw) -> None:
+    return None

@@ -1,0 +1,9 @@
+"""(being built)"""
+
+from __future__ import annotations
+
+from messaging.grpc_api.base import ServicerBase
+
+
+class TemplatesApi(ServicerBase):
+    pass

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from mcloud.messaging.v1 import messaging_pb2_grpc
+from mcloud_common.clock import ManualClock
+from mcloud_common.db import asyncpg_dsn
+from mcloud_common.grpc_client import tenant_metadata
+from mcloud_common.testing.services import running_service
+from messaging.app import MIGRATIONS, build
+from messaging.settings import MessagingSettings
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # a Monday, 18:00 in Asia/Shanghai
+
+
+@pytest.fixture
+async def messaging_db(make_database) -> str:
+    return await make_database("messaging", migrations=MIGRATIONS)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The service's clock: tests move time with clock.advance(...) / clock.set(...)."""
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    """Override in a test module (or with indirect parametrisation) to change service settings."""
+    return {}
+
+
+@pytest.fixture
+async def messaging(request, messaging_db, redis_url, clock, settings_overrides):
+    """A real messaging service (relay running, on a ManualClock) and a stub to call it. Tests marked
+    `without_jobs` get it without background work (senders, campaigns, identity-events consumer)."""
+    jobs = request.node.get_closest_marker("without_jobs") is None
+    settings = MessagingSettings(database_url=messaging_db, redis_url=redis_url, grpc_port=0,
+                                 send_interval_seconds=0.05, retry_base_seconds=1, **settings_overrides)
+    async with running_service(build, settings, clock=clock, jobs=jobs) as (service, channel):
+        yield messaging_pb2_grpc.MessagingServiceStub(channel), service
+
+
+@pytest.fixture
+async def db(messaging_db):
+    """A plain connection to the service's database, for looking at what it stored."""
+    conn = await asyncpg.connect(asyncpg_dsn(messaging_db))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+class Api:
+    """Calls a running messaging service as one tenant: `await api.call("SendMessage", request)`."""
+
+    def __init__(self, stub, tenant: str) -> None:
+        self.stub = stub
+        self.tenant = tenant
+        self.md = tenant_metadata(tenant)
+
+    async def call(self, method: str, request):
+        return await getattr(self.stub, method)(request, metadata=self.md)
+
+
+@pytest.fixture
+def api(messaging) -> Api:
+    return Api(messaging[0], str(uuid.uuid4()))
