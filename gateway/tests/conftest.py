@@ -227,3 +227,39 @@ async def journey_client(gateway_db, redis_url, journey_port) -> AsyncIterator[h
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
             yield http
+
+
+MESSAGING_T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def messaging_clock() -> ManualClock:
+    """The messaging service's clock (starts at MESSAGING_T0). Shared by a module's tests: only move it forward."""
+    return ManualClock(MESSAGING_T0)
+
+
+@pytest.fixture(scope="module")
+async def messaging_port(make_database, redis_url, messaging_clock) -> AsyncIterator[int]:
+    """A real messaging service (with its senders; no SMTP configured unless a test configures a channel)
+    on a free port, with its own migrated database."""
+    from messaging.app import MIGRATIONS as MESSAGING_MIGRATIONS
+    from messaging.app import build as build_messaging
+    from messaging.settings import MessagingSettings
+
+    db = await make_database("messaging", migrations=MESSAGING_MIGRATIONS)
+    settings = MessagingSettings(database_url=db, redis_url=redis_url, grpc_port=0, send_interval_seconds=0.05,
+                                 public_url="http://gateway")
+    async with running_service(build_messaging, settings, clock=messaging_clock) as (service, _):
+        yield service.port
+
+
+@pytest.fixture(scope="module")
+async def messaging_client(gateway_db, redis_url, messaging_port) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway in front of the real messaging service; the other services are absent."""
+    values = {f"{name}_target": f"127.0.0.1:{free_port()}" for name in SERVICES}
+    values["messaging_target"] = f"127.0.0.1:{messaging_port}"
+    app = create_app(GatewaySettings(database_url=gateway_db, redis_url=redis_url, key_cache_seconds=0, **values))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http
