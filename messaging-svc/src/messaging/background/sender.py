@@ -1,5 +1,392 @@
-"""(being built)"""
+"""The send pipeline: claim due messages, check policies at send time, render, hand to providers,
+record what happened. Any number of senders (in any number of processes) share the queue.
+
+One batch = one claim (SKIP LOCKED) -> per tenant: load people, channels, suppressions and cap counts
+with a handful of set-based reads -> decide each message -> render and dispatch concurrently, holding
+no database connection -> one UPDATE for every outcome plus one outbox insert, in one transaction.
+
+A sender killed after a provider accepted a message but before the outcome was written sends that
+message again when its lease ends; it carries the same Message-ID (<message id@mcloud>) so receivers
+and providers can drop the copy. That window is a few milliseconds per batch; closing it fully would
+need two-phase commit with the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import grpc
+import orjson
+
+from mcloud.events.v1 import messaging_events_pb2 as ev
+from mcloud_common.clock import Clock
+from mcloud_common.errors import NotFound
+from mcloud_common.logs import get_logger
+from mcloud_common.runtime import Runtime
+from messaging.domain import policies
+from messaging.domain.names import CHANNELS
+from messaging.domain.templates import Renderer, TemplateError, choose_variant
+from messaging.domain.tracking import Links, track_html
+from messaging.providers import ChannelSetup, Dispatcher, Outgoing, PermanentFailure, ProviderSpec, TemporaryFailure
+from messaging.repo import channels as channel_repo
+from messaging.repo import contacts as contact_repo
+from messaging.repo import inbox as inbox_repo
+from messaging.repo import messages as message_repo
+from messaging.repo import preferences as preference_repo
+from messaging.repo import suppressions as suppression_repo
+from messaging.repo import templates as template_repo
+from messaging.repo.events import envelope, message_ref, publish
+from messaging.settings import MessagingSettings
+
+log = get_logger(__name__)
+
+# the order CHANNEL_BEST tries channels in when the person's engagement does not decide
+BEST_ORDER = ("email", "push", "sms", "in_app")
 
 
-async def install(runtime, settings, **_kw) -> None:
-    return None
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed message; written back in one statement per batch."""
+
+    row: Mapping[str, Any]
+    status: str = "queued"
+    channel: str | None = None
+    address: str = ""
+    locale: str = ""
+    template_version: int = 0
+    provider: str = ""
+    provider_message_id: str = ""
+    error: str = ""
+    block_reason: str = ""
+    block_detail: str = ""
+    due_at: datetime | None = None
+    attempts_back: int = 0  # a hold is not an attempt
+    hard_bounce: bool = False
+    inbox: dict | None = None
+    contact: policies.Contact | None = None
+    pref: policies.Preferences | None = None
+    config: Any = None
+    version: Any = None
+
+
+def channel_setup(row: channel_repo.ChannelRow) -> ChannelSetup:
+    return ChannelSetup(
+        channel=row.channel,
+        primary=ProviderSpec(row.provider, row.settings, row.secrets, row.rate_limit_per_second),
+        fallbacks=tuple(ProviderSpec(f["provider"], f.get("settings") or {}, f.get("secrets") or {},
+                                     f.get("rate_limit_per_second") or 0) for f in row.fallbacks),
+        version=row.updated_at.isoformat())
+
+
+class Sender:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, settings: MessagingSettings, identity,
+                 dispatcher: Dispatcher) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._settings = settings
+        self._identity = identity
+        self._dispatcher = dispatcher
+        self._renderer = Renderer()
+        self._links = Links(settings.tracking_secret.get_secret_value().encode(), settings.public_url)
+        self._slots = asyncio.Semaphore(settings.send_concurrency)
+
+    async def run_once(self) -> int:
+        """Claim and handle one batch; the number of messages handled (0 when nothing was due)."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            rows = await message_repo.claim(conn, now=now, limit=self._settings.send_batch,
+                                            lease_seconds=self._settings.send_lease_seconds)
+        if not rows:
+            return 0
+        by_tenant: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for r in rows:
+            by_tenant[str(r["tenant_id"])].append(r)
+        await asyncio.gather(*(self._tenant_batch(t, rs) for t, rs in by_tenant.items()))
+        return len(rows)
+
+    async def drain(self) -> int:
+        """Handle batches until nothing is due (tests and benches)."""
+        total = 0
+        while n := await self.run_once():
+            total += n
+        return total
+
+    async def _tenant_batch(self, tenant: str, rows: Sequence[asyncpg.Record]) -> None:
+        now = self._clock.now()
+        try:
+            plans = await self._plan(tenant, rows, now)
+        except grpc.aio.AioRpcError as exc:  # identity unreachable while filling contacts: try again later
+            log.warning("contacts unavailable, batch postponed", tenant=tenant, code=str(exc.code()))
+            plans = [Outcome(row=r, error=f"contacts unavailable: {exc.code().name}",
+                             due_at=now + message_repo.retry_delay(r["attempts"], self._settings.retry_base_seconds))
+                     for r in rows]
+        await asyncio.gather(*(self._deliver(tenant, o, now) for o in plans if o.status == "sending"))
+        async with self._pool.acquire() as conn:
+            await self._record(conn, tenant, plans, now)
+
+    async def _plan(self, tenant: str, rows: Sequence[asyncpg.Record], now: datetime) -> list[Outcome]:
+        pids = sorted({str(r["profile_id"]) for r in rows})
+        async with self._pool.acquire() as conn:
+            contacts = await contact_repo.load_contacts(conn, tenant, pids)
+            missing = [p for p in pids if p not in contacts]
+            if missing:
+                contacts.update(await contact_repo.fill_contacts(conn, self._identity, tenant, missing))
+            prefs = await preference_repo.load_preferences(conn, tenant, pids)
+            configs = {c: await channel_repo.get_channel(conn, tenant, c) for c in CHANNELS}
+            engagement = await _engagement(conn, tenant, [str(r["profile_id"]) for r in rows
+                                                         if r["requested_channel"] == "best"])
+            outcomes: list[Outcome] = []
+            for r in rows:
+                pid = str(r["profile_id"])
+                contact, pref = contacts.get(pid), prefs.get(pid)
+                channel = r["requested_channel"]
+                if channel == "best":
+                    candidates = [c for c in BEST_ORDER if c == "in_app" or (configs[c] and configs[c].enabled)]
+                    channel = policies.best_channel(candidates=candidates, contact=contact, prefs=pref,
+                                                    engagement=engagement.get(pid)) or "email"
+                o = Outcome(row=r, channel=channel, contact=contact, pref=pref, config=configs.get(channel))
+                if r["to_override"]:  # test sends go to the given address
+                    o.address = r["to_override"]
+                elif contact is not None:
+                    o.address = contact.address(channel) or ""
+                outcomes.append(o)
+            versions: dict[tuple[str, int], Any] = {}
+            for key in {(str(r["template_id"]), r["template_version"]) for r in rows}:
+                try:
+                    versions[key] = await template_repo.get_version(conn, tenant, *key)
+                except NotFound as exc:
+                    versions[key] = exc
+            suppressed = await suppression_repo.suppressed(
+                conn, tenant, [(str(o.row["profile_id"]), o.channel, o.address) for o in outcomes])
+            counts = await _cap_counts(conn, tenant, outcomes, configs, contacts, prefs, now,
+                                       self._settings)
+        seen: dict[tuple[str, str], int] = defaultdict(int)  # sends planned in this batch, for caps
+        for o in outcomes:
+            r, pid = o.row, str(o.row["profile_id"])
+            config = configs.get(o.channel)
+            if o.channel != "in_app" and (config is None or not config.enabled):
+                self._block(o, "dropped", "channel_disabled", f"{o.channel} is not configured or is disabled", now)
+                continue
+            o.version = versions[(str(r["template_id"]), r["template_version"])]
+            if isinstance(o.version, NotFound):
+                self._block(o, "dropped", "template_error", o.version.detail, now)
+                continue
+            contact = contacts.get(pid)
+            if r["to_override"]:
+                contact = policies.Contact(profile_id=pid, email=o.address, phone=o.address,
+                                           push_tokens=(o.address,), webhook_url=o.address)
+            key = (pid, o.channel)
+            window = {h: n + seen[key] for h, n in counts.get(key, {}).items()}
+            decision = policies.decide(
+                channel=o.channel, transactional=r["transactional"], quiet_behavior=r["quiet_hours_behavior"],
+                now=now, contact=contact, prefs=prefs.get(pid),
+                suppression=suppressed.get((pid, o.channel, o.address)),
+                caps=config.caps if config is not None else (), sent_in_window=window)
+            if decision.action == "block":
+                self._block(o, decision.status, decision.reason, decision.detail, now)
+            elif decision.action == "hold":
+                o.due_at, o.attempts_back, o.channel = decision.until, 1, None
+            else:
+                o.status = "sending"
+                seen[key] += 1
+        return outcomes
+
+    def _block(self, o: Outcome, status: str, reason: str, detail: str, now: datetime) -> None:
+        o.status, o.block_reason, o.block_detail = status, reason, detail
+
+    async def _deliver(self, tenant: str, o: Outcome, now: datetime) -> None:
+        r = o.row
+        async with self._slots:
+            try:
+                out = await self._render(tenant, o)
+                if o.channel == "in_app":
+                    o.status, o.provider = "sent", "inbox"
+                    return
+                delivery = await self._dispatcher.send(tenant, channel_setup(o.config), out)
+                o.status, o.provider, o.provider_message_id = "sent", delivery.provider, delivery.provider_message_id
+            except TemplateError as exc:
+                self._block(o, "dropped", "template_error", str(exc)[:500], now)
+            except TemporaryFailure as exc:
+                o.error = str(exc)[:500] or type(exc).__name__
+                if r["attempts"] >= self._settings.max_attempts:
+                    o.status = "failed"
+                else:
+                    o.status = "queued"
+                    o.due_at = now + message_repo.retry_delay(r["attempts"], self._settings.retry_base_seconds,
+                                                              getattr(exc, "retry_after", None))
+            except PermanentFailure as exc:
+                o.error = str(exc)[:500] or type(exc).__name__
+                o.hard_bounce = bool(getattr(exc, "hard_bounce", False))
+                o.status = "bounced" if o.hard_bounce else "failed"
+            except Exception as exc:  # a bug must not wedge the queue: retry, then dead-letter with the reason
+                log.exception("send failed unexpectedly", tenant=tenant, message_id=str(r["id"]))
+                o.error = f"internal: {type(exc).__name__}"
+                o.status = "failed" if r["attempts"] >= self._settings.max_attempts else "queued"
+                o.due_at = now + message_repo.retry_delay(r["attempts"], self._settings.retry_base_seconds)
+
+    async def _render(self, tenant: str, o: Outcome) -> Outgoing:
+        r = o.row
+        mid, pid = str(r["id"]), str(r["profile_id"])
+        version, contact, pref = o.version, o.contact, o.pref
+        locale = r["locale"] or policies.locale_of(contact, pref)
+        variant = choose_variant(version, locale)
+        unsubscribe = self._links.unsubscribe(tenant, pid, mid, o.channel)
+        preferences = self._links.preferences(tenant, pid, mid, o.channel)
+        variables = dict(r["variables"] or {})
+        profile = dict(contact.traits) if contact is not None else {}
+        if contact is not None:
+            profile.update({"id": pid, "email": contact.email or "", "phone": contact.phone or ""})
+        variables.update(profile=profile, message={"id": mid}, links={"unsubscribe": unsubscribe,
+                                                                        "preferences": preferences})
+        rendered = self._renderer.render(version, variant, variables)
+        o.locale, o.template_version = rendered.locale, version.version
+        data = orjson.loads(rendered.data_json) if rendered.data_json.strip() else {}
+        subject = ("[TEST] " if r["test"] else "") + rendered.subject
+        if o.channel == "in_app":
+            o.inbox = {"title": rendered.title or rendered.subject, "body": rendered.body_text,
+                       "image_url": str(data.get("image_url", "")), "link_url": str(data.get("link_url", "")),
+                       "data": data}
+            return Outgoing(message_id=mid, tenant_id=tenant, channel="in_app", to="")
+        headers: dict[str, str] = {}
+        html = rendered.body_html
+        if o.channel == "email":
+            if html:
+                html = track_html(html, self._links, tenant, mid)
+            if not r["transactional"]:
+                headers = {"List-Unsubscribe": f"<{unsubscribe}>",
+                           "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+        return Outgoing(message_id=mid, tenant_id=tenant, channel=o.channel, to=o.address, subject=subject,
+                        body_text=rendered.body_text, body_html=html, title=rendered.title, data=data, headers=headers)
+
+    async def _record(self, conn: asyncpg.Connection, tenant: str, outcomes: Sequence[Outcome], now: datetime) -> None:
+        events = []
+        async with conn.transaction():
+            for o in outcomes:
+                if o.status == "sent" and o.inbox is not None:
+                    await inbox_repo.add(conn, tenant, message_id=str(o.row["id"]), profile_id=str(o.row["profile_id"]),
+                                         now=now, expires_at=None, **o.inbox)
+                if o.status == "bounced" and o.hard_bounce and o.address:
+                    await suppression_repo.add_suppression(conn, tenant, channel=o.channel, address=o.address,
+                                                           reason="hard_bounce", detail=o.error, now=now)
+            updated = await conn.fetch(_RECORD, tenant, now, *_columns(outcomes))
+            for r in updated:
+                events.extend(_events(tenant, r, now))
+            await publish(conn, events, self._settings.stream_shards)
+
+
+_RECORD = """
+    UPDATE messages m SET
+        status = x.status,
+        channel = coalesce(x.channel, m.channel),
+        address = coalesce(nullif(x.address, ''), m.address),
+        locale = coalesce(nullif(x.locale, ''), m.locale),
+        template_version = CASE WHEN x.template_version > 0 THEN x.template_version ELSE m.template_version END,
+        provider = coalesce(nullif(x.provider, ''), m.provider),
+        provider_message_id = coalesce(nullif(x.provider_message_id, ''), m.provider_message_id),
+        error = x.error,
+        block_reason = x.block_reason,
+        block_detail = x.block_detail,
+        due_at = coalesce(x.due_at, m.due_at),
+        attempts = m.attempts - x.attempts_back,
+        lease_until = NULL,
+        sent_at = CASE WHEN x.status = 'sent' THEN $2 ELSE m.sent_at END,
+        ended_at = CASE WHEN x.status IN ('bounced', 'failed', 'suppressed', 'dropped') THEN $2 ELSE m.ended_at END
+    FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[],
+                $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::int[], $17::bool[])
+         AS x(id, attempts, status, channel, address, locale, template_version, provider, provider_message_id, error,
+              block_reason, block_detail, due_at, attempts_back, hard_bounce)
+    WHERE m.tenant_id = $1 AND m.id = x.id AND m.status = 'queued' AND m.attempts = x.attempts
+    RETURNING m.*, x.hard_bounce AS hard_bounce
+"""
+
+
+def _columns(outcomes: Sequence[Outcome]) -> list[list]:
+    rows = [(o.row["id"], o.row["attempts"], "queued" if o.status == "sending" else o.status, o.channel, o.address,
+             o.locale, o.template_version, o.provider, o.provider_message_id, o.error, o.block_reason,
+             o.block_detail, o.due_at, o.attempts_back, o.hard_bounce) for o in outcomes]
+    return [list(c) for c in zip(*rows, strict=True)]
+
+
+def _events(tenant: str, r: Mapping[str, Any], now: datetime) -> list:
+    pid, ref, status = str(r["profile_id"]), message_ref(r), r["status"]
+    if status == "sent":
+        return [envelope(tenant, "message.sent", pid, ev.MessageSent(
+            message=ref, provider=r["provider"], provider_message_id=r["provider_message_id"], attempt=r["attempts"]),
+            at=now)]
+    if status in ("suppressed", "dropped"):
+        return [envelope(tenant, "message.dropped", pid, ev.MessageDropped(
+            message=ref, status=status, block_reason=r["block_reason"]), at=now)]
+    if status == "bounced":
+        return [envelope(tenant, "message.bounced", pid, ev.MessageBounced(
+            message=ref, hard_bounce=bool(r["hard_bounce"]), detail=r["error"]), at=now)]
+    if status == "failed":
+        return [envelope(tenant, "message.failed", pid, ev.MessageFailed(
+            message=ref, error=r["error"] or r["block_detail"], attempts=r["attempts"]), at=now)]
+    return []
+
+
+async def _engagement(conn: asyncpg.Connection, tenant: str, pids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Opens + 2 x clicks per channel for the people sent on their best channel."""
+    if not pids:
+        return {}
+    rows = await conn.fetch("""
+        SELECT profile_id, channel, sum(opens + 2 * clicks)::int AS score FROM engagement
+        WHERE tenant_id = $1 AND profile_id = ANY($2::uuid[]) GROUP BY profile_id, channel""", tenant, list(set(pids)))
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        out[str(r["profile_id"])][r["channel"]] = r["score"]
+    return out
+
+
+async def _cap_counts(conn: asyncpg.Connection, tenant: str, outcomes: Sequence[Outcome],
+                      configs: Mapping[str, Any], contacts, prefs, now: datetime,
+                      settings: MessagingSettings) -> dict[tuple[str, str], dict[int, int]]:
+    """Marketing messages each person got on each capped channel in the current window of each cap
+    (windows in the person's calendar)."""
+    out: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+    for channel, config in configs.items():
+        if config is None or not config.caps:
+            continue
+        pids = sorted({str(o.row["profile_id"]) for o in outcomes
+                       if o.channel == channel and not o.row["transactional"]})
+        if not pids:
+            continue
+        for cap in config.caps:
+            starts = [policies.cap_window_start(now, policies.zone_of(contacts.get(p), prefs.get(p)), cap.window_hours)
+                      for p in pids]
+            rows = await conn.fetch("""
+                SELECT x.pid AS profile_id, count(m.id)::int AS n
+                FROM unnest($3::uuid[], $4::timestamptz[]) AS x(pid, since)
+                JOIN messages m ON m.tenant_id = $1 AND m.profile_id = x.pid AND m.channel = $2
+                                AND m.sent_at >= x.since AND NOT m.transactional
+                GROUP BY x.pid""", tenant, channel, pids, starts)
+            counts = {str(r["profile_id"]): r["n"] for r in rows}
+            for p in pids:
+                out[(p, channel)][cap.window_hours] = counts.get(p, 0)
+    return out
+
+
+async def install(runtime: Runtime, settings: MessagingSettings, *, identity, **_kw) -> Sender:
+    """Start a sender loop on this process: it works through due messages as fast as they come and
+    polls every `send_interval_seconds` when idle."""
+    dispatcher = Dispatcher(runtime.redis, clock=runtime.clock)
+    sender = Sender(runtime.pool, runtime.clock, settings, identity, dispatcher)
+
+    async def loop() -> None:
+        while not runtime.closing:
+            try:
+                if await sender.run_once():
+                    continue
+            except Exception:
+                log.exception("sender batch failed")
+            await asyncio.sleep(settings.send_interval_seconds)
+        await dispatcher.close()
+
+    runtime.tasks.append(asyncio.create_task(loop(), name="messaging-sender"))
+    return sender
