@@ -23,3 +23,15 @@ def test_a_decided_ab_test_sends_the_winner_its_share():
     counts = Counter(pick(three, draw(f"e-{i}", "ab"), winner="C", winner_share=80)["next"] for i in range(10_000))
     assert 7_800 < counts["c"] < 8_200 and 600 < counts["a"] < 1_000 and 1_000 < counts["b"] < 1_400
     assert pick(VARIANTS, 99.9, winner="nobody")["next"] == "b"  # an unknown winner changes nothing
+
+
+def test_a_best_send_time_wait_waits_for_the_persons_best_hour_but_never_past_its_cap():
+    from datetime import UTC, datetime, timedelta
+
+    from journey.domain.engine import _wait_until
+
+    now = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    step = {"type": "wait", "best_send_time": True, "within": "P1D", "next": "x"}
+    assert _wait_until(step, now, {"best_send_at": now + timedelta(hours=5)}) == now + timedelta(hours=5)
+    assert _wait_until(step, now, {"best_send_at": now + timedelta(days=3)}) == now + timedelta(days=1)
+    assert _wait_until(step, now, {}) == now  # nothing known (messaging unreachable or no data): send now

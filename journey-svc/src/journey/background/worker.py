@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
 import orjson
 
+from journey.background.sends import SendBatcher, SendRefused
 from journey.domain import definition as grammar
 from journey.domain import engine
 from journey.domain.definition import parse_duration
@@ -35,10 +36,14 @@ from mcloud_common.runtime import Runtime
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 5
-CONCURRENCY = 32
+CONCURRENCY = 256  # steps in flight per worker; their sends share SendMessages calls
 _CHANNELS = {"email": messaging_pb2.CHANNEL_EMAIL, "sms": messaging_pb2.CHANNEL_SMS,
              "push": messaging_pb2.CHANNEL_PUSH, "in_app": messaging_pb2.CHANNEL_IN_APP,
              "webhook": messaging_pb2.CHANNEL_WEBHOOK, "best": messaging_pb2.CHANNEL_BEST}
+
+
+def _needs_best_time(definition: dict) -> bool:
+    return any(s.get("type") == "wait" and s.get("best_send_time") for s in definition.get("steps", []))
 
 
 def _needs(definition: dict) -> tuple[bool, bool]:
@@ -58,6 +63,7 @@ class Effects:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self._channels[0])
         self.loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(self._channels[1])
         self.messaging = messaging_pb2_grpc.MessagingServiceStub(self._channels[2])
+        self.sends = SendBatcher(self.messaging)
 
     @classmethod
     def from_settings(cls, settings: JourneySettings) -> Effects:
@@ -83,6 +89,15 @@ class Effects:
                 out["segments"] = set(found.segment_ids)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        if _needs_best_time(definition):
+            try:
+                best = await self.messaging.GetBestSendTime(messaging_pb2.GetBestSendTimeRequest(profile_id=profile),
+                                                            metadata=md)
+                if best.HasField("next_send_at"):
+                    out["best_send_at"] = best.next_send_at.ToDatetime(tzinfo=UTC)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                     raise
         if need_loyalty:
             try:
@@ -114,13 +129,12 @@ class Effects:
         elif effect.kind in ("send", "webhook"):
             channel = messaging_pb2.CHANNEL_WEBHOOK if effect.kind == "webhook" else _CHANNELS.get(spec.get("channel"),
                                                                                                    0)
-            await self.messaging.SendMessage(messaging_pb2.SendMessageRequest(
+            await self.sends.send(tenant, messaging_pb2.SendMessageRequest(
                 channel=channel, profile_id=profile, template_id=spec.get("template", ""),
                 variables_json=orjson.dumps({**row["context"], **(spec.get("data") or {})}).decode(),
                 idempotency_key=effect.key,
                 attribution=messaging_pb2.Attribution(journey_id=str(row["journey_id"]), journey_version=row["version"],
-                                                      enrollment_id=str(row["id"]), step_id=effect.step_id)),
-                metadata=md)
+                                                      enrollment_id=str(row["id"]), step_id=effect.step_id)))
 
 
 class Definitions:
@@ -249,6 +263,8 @@ class Worker:
                 await self._effects.perform(str(row["tenant_id"]), row, effect)
             except grpc.aio.AioRpcError as exc:
                 return Done(row, error=f"{effect.kind} at {effect.step_id}: {exc.code().name} {exc.details()}")
+            except SendRefused as exc:
+                return Done(row, error=f"{effect.kind} at {effect.step_id}: {exc}")
         return Done(row, outcome)
 
     async def _save(self, done: list[Done], now: datetime) -> None:

@@ -217,4 +217,9 @@ def _wait_until(step: dict, now: datetime, facts: dict) -> datetime:
         if base.tzinfo is None:
             base = base.replace(tzinfo=now.tzinfo)
         return base + (parse_duration(step["offset"]) if step.get("offset") else timedelta())
-    return now  # best_send_time: messaging is not built yet; send at once
+    if step.get("best_send_time"):
+        # the person's next best hour (from messaging's GetBestSendTime), never later than `within`
+        best = facts.get("best_send_at")
+        latest = now + parse_duration(step.get("within") or "P7D")
+        return min(best, latest) if best is not None and best > now else now
+    return now
