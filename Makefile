@@ -42,3 +42,4 @@ bench: install ## benchmarks; writes bench/REPORT.md
 	$(VENV)/python -m bench.identity
 	$(VENV)/python -m bench.loyalty
 	$(VENV)/python -m bench.journey
+	$(VENV)/python -m bench.messaging

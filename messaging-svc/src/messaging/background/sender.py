@@ -48,6 +48,7 @@ log = get_logger(__name__)
 
 # the order CHANNEL_BEST tries channels in when the person's engagement does not decide
 BEST_ORDER = ("email", "push", "sms", "in_app")
+NO_PROFILE = "00000000-0000-0000-0000-000000000000"  # the profile of a test send to an address only
 
 
 @dataclass(slots=True)
@@ -134,7 +135,7 @@ class Sender:
         pids = sorted({str(r["profile_id"]) for r in rows})
         async with self._pool.acquire() as conn:
             contacts = await contact_repo.load_contacts(conn, tenant, pids)
-            missing = [p for p in pids if p not in contacts]
+            missing = [p for p in pids if p not in contacts and p != NO_PROFILE]  # a test send to an address only
             if missing:
                 contacts.update(await contact_repo.fill_contacts(conn, self._identity, tenant, missing))
             prefs = await preference_repo.load_preferences(conn, tenant, pids)
@@ -239,8 +240,10 @@ class Sender:
         unsubscribe = self._links.unsubscribe(tenant, pid, mid, o.channel)
         preferences = self._links.preferences(tenant, pid, mid, o.channel)
         variables = dict(r["variables"] or {})
-        profile = dict(contact.traits) if contact is not None else {}
+        given = variables.get("profile")
+        profile = dict(given) if isinstance(given, dict) else {}  # sample data of a test send
         if contact is not None:
+            profile.update(contact.traits)
             profile.update({"id": pid, "email": contact.email or "", "phone": contact.phone or ""})
         variables.update(profile=profile, message={"id": mid}, links={"unsubscribe": unsubscribe,
                                                                         "preferences": preferences})

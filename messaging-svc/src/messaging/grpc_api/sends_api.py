@@ -23,6 +23,7 @@ from mcloud_common.grpc_server import tenant_id
 from mcloud_common.idempotency import once
 from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import from_timestamp, set_timestamp
+from messaging.background.sender import NO_PROFILE
 from messaging.domain.names import CHANNEL_ENUM, CHANNEL_OF, QUIET_OF
 from messaging.grpc_api.base import Context, ServicerBase, require_uuid
 from messaging.repo import messages as message_repo
@@ -30,7 +31,6 @@ from messaging.repo import templates as template_repo
 from messaging.repo.messages import NewMessage
 
 MOST_PER_CALL = 1000
-NO_PROFILE = "00000000-0000-0000-0000-000000000000"  # test sends to an address only
 
 _CAMPAIGN_STATUS = {"scheduled": pb.CAMPAIGN_STATUS_SCHEDULED, "running": pb.CAMPAIGN_STATUS_RUNNING,
                     "completed": pb.CAMPAIGN_STATUS_COMPLETED, "cancelled": pb.CAMPAIGN_STATUS_CANCELLED,
