@@ -59,7 +59,8 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
   (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
-  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`; `admin` implies all).
+  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`;
+  `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.

@@ -22,6 +22,7 @@ from messaging.providers import (
     TemporaryFailure,
     build_message,
     check_provider,
+    setup_of,
 )
 from messaging.providers.dispatch import _monotonic_of
 from messaging.providers.email import classify_smtp_error, render_message
@@ -198,3 +199,15 @@ def test_header_injection_is_refused():
     out = Outgoing("m", "t", "email", "a@b.c", subject="x\r\nBcc: victim@example.com")
     with pytest.raises(ValueError):
         render_message(out, from_email="n@s.e")
+
+
+def test_setup_of_a_stored_row():
+    updated = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    row = {"channel": "sms", "provider": "twilio", "settings": '{"account_sid": "AC1"}', "secrets": {"auth_token": "t"},
+           "rate_limit_per_second": 20, "updated_at": updated,
+           "fallbacks": '[{"provider": "http_json", "settings": {"url": "http://x"}, "rate_limit_per_second": 5}]'}
+    setup = setup_of(row)
+    assert setup.primary == ProviderSpec("twilio", {"account_sid": "AC1"}, {"auth_token": "t"}, 20)
+    assert setup.fallbacks == (ProviderSpec("http_json", {"url": "http://x"}, {}, 5),)
+    assert setup.version == updated.isoformat()
+    assert [spec.provider for spec in setup.chain] == ["twilio", "http_json"]

@@ -22,9 +22,9 @@ from gateway.schemas.messages import (
     AttributionIO,
     BatchItemResult,
     BatchResult,
-    CampaignRead,
-    CampaignWrite,
     MessageBatch,
+    MessageCampaignRead,
+    MessageCampaignWrite,
     MessagePage,
     MessageRead,
     MessageSend,
@@ -61,8 +61,8 @@ def message_read(m: pb.Message) -> MessageRead:
                                                   "clicked_at", "ended_at")})
 
 
-def campaign_read(c: pb.Campaign) -> CampaignRead:
-    return CampaignRead(
+def campaign_read(c: pb.Campaign) -> MessageCampaignRead:
+    return MessageCampaignRead(
         id=c.id, name=c.name, segment_id=c.segment_id, channel=CHANNEL.name(c.channel), template_id=c.template_id,
         template_version=c.template_version, status=CAMPAIGN.name(c.status), audience_size=c.audience_size,
         queued=c.queued, blocked=c.blocked,
@@ -139,13 +139,13 @@ async def list_messages(
                        next_cursor=response.next_page_token or None)
 
 
-@router.post("/v1/campaigns", response_model=CampaignRead, status_code=status.HTTP_202_ACCEPTED,
+@router.post("/v1/campaigns", response_model=MessageCampaignRead, status_code=status.HTTP_202_ACCEPTED,
              responses=WRITE_ERRORS, summary="Send a campaign to a segment",
              description="Sends one template to every current member of a segment, in batches, in the background. "
              "Each recipient's message is keyed by (campaign, person): a resumed campaign never sends twice. With "
              "`Idempotency-Key`, a retry returns the campaign the first call created.")
-async def send_campaign(body: CampaignWrite, principal: MessagingWriter, messaging: MessagingDep,
-                        idempotency_key: IdempotencyKey = None) -> CampaignRead:
+async def send_campaign(body: MessageCampaignWrite, principal: MessagingWriter, messaging: MessagingDep,
+                        idempotency_key: IdempotencyKey = None) -> MessageCampaignRead:
     req = pb.SendCampaignRequest(
         name=body.name, segment_id=body.segment_id, template_id=body.template_id,
         template_version=body.template_version,
@@ -158,10 +158,10 @@ async def send_campaign(body: CampaignWrite, principal: MessagingWriter, messagi
     return campaign_read(response.campaign)
 
 
-@router.get("/v1/campaigns/{campaign_id}", response_model=CampaignRead, responses=READ_ERRORS,
+@router.get("/v1/campaigns/{campaign_id}", response_model=MessageCampaignRead, responses=READ_ERRORS,
             summary="Read a campaign", description="Status, audience size, messages queued and blocked.")
 async def get_campaign(campaign_id: Annotated[uuid.UUID, Path()], principal: MessagingReader,
-                       messaging: MessagingDep) -> CampaignRead:
+                       messaging: MessagingDep) -> MessageCampaignRead:
     response = await messaging.GetCampaign(pb.GetCampaignRequest(campaign_id=str(campaign_id)),
                                            metadata=tenant_metadata(principal.tenant_id))
     return campaign_read(response.campaign)

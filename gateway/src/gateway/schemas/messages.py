@@ -94,7 +94,7 @@ class MessagePage(BaseModel):
     next_cursor: str | None = None
 
 
-class CampaignWrite(BaseModel):
+class MessageCampaignWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
@@ -108,7 +108,7 @@ class CampaignWrite(BaseModel):
     quiet_hours: Literal["hold", "drop"] = "hold"
 
 
-class CampaignRead(BaseModel):
+class MessageCampaignRead(BaseModel):
     id: str
     name: str
     segment_id: str

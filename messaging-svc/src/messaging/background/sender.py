@@ -21,12 +21,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import grpc
 import orjson
 
 from mcloud.events.v1 import messaging_events_pb2 as ev
 from mcloud_common.clock import Clock
-from mcloud_common.errors import NotFound
+from mcloud_common.errors import NotFound, Unavailable
 from mcloud_common.logs import get_logger
 from mcloud_common.runtime import Runtime
 from messaging.domain import policies
@@ -122,9 +121,9 @@ class Sender:
         now = self._clock.now()
         try:
             plans = await self._plan(tenant, rows, now)
-        except grpc.aio.AioRpcError as exc:  # identity unreachable while filling contacts: try again later
-            log.warning("contacts unavailable, batch postponed", tenant=tenant, code=str(exc.code()))
-            plans = [Outcome(row=r, error=f"contacts unavailable: {exc.code().name}",
+        except Unavailable as exc:  # identity unreachable for someone we know nothing of: try again later
+            log.warning("contacts unavailable, batch postponed", tenant=tenant, error=exc.detail)
+            plans = [Outcome(row=r, error=exc.detail,
                              due_at=now + message_repo.retry_delay(r["attempts"], self._settings.retry_base_seconds))
                      for r in rows]
         await asyncio.gather(*(self._deliver(tenant, o, now) for o in plans if o.status == "sending"))
@@ -134,10 +133,9 @@ class Sender:
     async def _plan(self, tenant: str, rows: Sequence[asyncpg.Record], now: datetime) -> list[Outcome]:
         pids = sorted({str(r["profile_id"]) for r in rows})
         async with self._pool.acquire() as conn:
-            contacts = await contact_repo.load_contacts(conn, tenant, pids)
-            missing = [p for p in pids if p not in contacts and p != NO_PROFILE]  # a test send to an address only
-            if missing:
-                contacts.update(await contact_repo.fill_contacts(conn, self._identity, tenant, missing))
+            # people known only from identity's events (or not at all) are completed from GetProfile
+            contacts = await contact_repo.fill_contacts(conn, self._identity, tenant,
+                                                        [p for p in pids if p != NO_PROFILE])
             prefs = await preference_repo.load_preferences(conn, tenant, pids)
             configs = {c: await channel_repo.get_channel(conn, tenant, c) for c in CHANNELS}
             engagement = await _engagement(conn, tenant, [str(r["profile_id"]) for r in rows

@@ -11,6 +11,8 @@ from messaging.providers.base import (
     ProviderSpec,
     TemporaryFailure,
     check_provider,
+    setup_of,
+    spec_of,
 )
 from messaging.providers.dispatch import Breakers, Circuit, Dispatcher
 from messaging.providers.email import LogProvider, SmtpProvider, build_message
@@ -35,5 +37,7 @@ __all__ = [
     "TemporaryFailure",
     "build_message",
     "check_provider",
+    "setup_of",
     "sign",
+    "spec_of",
 ]

@@ -94,6 +94,38 @@ class ChannelSetup:
         return (self.primary, *self.fallbacks)
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    """A JSON object given as a mapping, JSON text (asyncpg's default for jsonb) or None."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value)
+    return value if isinstance(value, Mapping) else {}
+
+
+def spec_of(provider: str, settings: Any = None, secrets: Any = None, rate_limit_per_second: int | None = 0
+            ) -> ProviderSpec:
+    """A ProviderSpec from stored values (settings/secrets as mappings or JSON text)."""
+    return ProviderSpec(provider, _object(settings), _object(secrets), int(rate_limit_per_second or 0))
+
+
+def setup_of(row: Mapping[str, Any]) -> ChannelSetup:
+    """A ChannelSetup from a channel_configs row (or mapping): channel, provider, settings, secrets,
+    rate_limit_per_second, fallbacks (a JSON list of {"provider", "settings" | "settings_json",
+    "secrets" | "secrets_json", "rate_limit_per_second"}), updated_at (-> version)."""
+    fallbacks = row.get("fallbacks") or []
+    if isinstance(fallbacks, (str, bytes)):
+        fallbacks = json.loads(fallbacks)
+    chain = tuple(
+        spec_of(str(item.get("provider", "")), item.get("settings", item.get("settings_json")),
+                item.get("secrets", item.get("secrets_json")), item.get("rate_limit_per_second"))
+        for item in fallbacks if isinstance(item, Mapping))
+    updated = row.get("updated_at")
+    version = updated.isoformat() if hasattr(updated, "isoformat") else str(updated or "")
+    return ChannelSetup(str(row["channel"]), spec_of(str(row["provider"]), row.get("settings"), row.get("secrets"),
+                                                      row.get("rate_limit_per_second")), chain, version)
+
+
 class Provider(Protocol):
     """A configured provider instance (one per tenant, channel, setup version and chain position)."""
 

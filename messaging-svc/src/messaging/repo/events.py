@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 from google.protobuf.message import Message
 
-from mcloud.events.v1 import event_pb2, messaging_events_pb2 as ev
+from mcloud.events.v1 import event_pb2
+from mcloud.events.v1 import messaging_events_pb2 as ev
 from mcloud_common.bus import enqueue
 from mcloud_common.bus.envelope import envelope as _envelope
 
