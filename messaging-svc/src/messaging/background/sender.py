@@ -32,7 +32,7 @@ from messaging.domain import policies
 from messaging.domain.names import CHANNELS
 from messaging.domain.templates import Renderer, TemplateError, choose_variant
 from messaging.domain.tracking import Links, track_html
-from messaging.providers import ChannelSetup, Dispatcher, Outgoing, PermanentFailure, ProviderSpec, TemporaryFailure
+from messaging.providers import Dispatcher, Outgoing, PermanentFailure, TemporaryFailure
 from messaging.repo import channels as channel_repo
 from messaging.repo import contacts as contact_repo
 from messaging.repo import inbox as inbox_repo
@@ -73,15 +73,6 @@ class Outcome:
     pref: policies.Preferences | None = None
     config: Any = None
     version: Any = None
-
-
-def channel_setup(row: channel_repo.ChannelRow) -> ChannelSetup:
-    return ChannelSetup(
-        channel=row.channel,
-        primary=ProviderSpec(row.provider, row.settings, row.secrets, row.rate_limit_per_second),
-        fallbacks=tuple(ProviderSpec(f["provider"], f.get("settings") or {}, f.get("secrets") or {},
-                                     f.get("rate_limit_per_second") or 0) for f in row.fallbacks),
-        version=row.updated_at.isoformat())
 
 
 class Sender:
@@ -207,7 +198,7 @@ class Sender:
                 if o.channel == "in_app":
                     o.status, o.provider = "sent", "inbox"
                     return
-                delivery = await self._dispatcher.send(tenant, channel_setup(o.config), out)
+                delivery = await self._dispatcher.send(tenant, o.config.setup(), out)
                 o.status, o.provider, o.provider_message_id = "sent", delivery.provider, delivery.provider_message_id
             except TemplateError as exc:
                 self._block(o, "dropped", "template_error", str(exc)[:500], now)

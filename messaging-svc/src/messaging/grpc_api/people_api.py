@@ -10,8 +10,6 @@ reason UNSUBSCRIBE) emits message.unsubscribed once.
 
 from __future__ import annotations
 
-import importlib
-
 import asyncpg
 
 from mcloud.events.v1 import messaging_events_pb2 as ev
@@ -21,6 +19,7 @@ from mcloud_common.grpc_server import tenant_id
 from mcloud_common.idempotency import once
 from mcloud_common.ids import parse_uuid
 from messaging.domain.names import CHANNEL_ENUM, CHANNELS, SUPPRESSION_REASON_OF
+from messaging.domain.tracking import Links
 from messaging.grpc_api.base import Context, ServicerBase, require_uuid
 from messaging.repo import channels as channel_repo
 from messaging.repo import contacts as contact_repo
@@ -40,8 +39,7 @@ def unsubscribed_event(tenant: str, profile_id: str, channel: str, source: str, 
 
 
 def _links(settings):
-    tracking = importlib.import_module("messaging.domain.tracking")
-    return tracking.Links(settings.tracking_secret.get_secret_value().encode(), settings.public_url)
+    return Links(settings.tracking_secret.get_secret_value().encode(), settings.public_url)
 
 
 async def _message_row(conn: asyncpg.Connection, tenant: str, message_id: str):

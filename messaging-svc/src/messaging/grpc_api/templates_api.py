@@ -10,7 +10,6 @@ template_version_not_found; FAILED_PRECONDITION channel_immutable.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from mcloud.messaging.v1 import messaging_pb2 as pb
@@ -20,7 +19,10 @@ from mcloud_common.idempotency import once
 from messaging.domain import templates as rules
 from messaging.domain.names import CHANNEL_OF
 from messaging.grpc_api.base import Context, ServicerBase, require_uuid
+from messaging.grpc_api.sends_api import variables_of
 from messaging.repo import templates as template_repo
+from messaging.repo.contacts import load_contacts
+from messaging.repo.preferences import load_preferences
 
 # one per process: compiled templates are cached by (template, version, locale, part)
 RENDERER = rules.Renderer()
@@ -33,39 +35,16 @@ def _version(value: int) -> int:
     return value
 
 
-def _variables(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidArgument(f"variables_json is not valid JSON ({exc})", code="invalid_variables_json",
-                              field="variables_json") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument("variables_json must be a JSON object", code="invalid_variables_json",
-                              field="variables_json")
-    return value
-
-
 async def _person(conn, tenant: str, profile_id: str) -> tuple[dict[str, Any], str | None]:
     """The profile variables and locale of a person messaging knows ({"id"} and None when it does not)."""
     profile: dict[str, Any] = {"id": profile_id}
-    try:
-        from messaging.repo.contacts import load_contacts
-    except ImportError:  # the people area is optional here: a preview without profile data still renders
-        return profile, None
     contact = (await load_contacts(conn, tenant, [profile_id])).get(profile_id)
     if contact is None or contact.erased:
         return profile, None
     locale = contact.locale
-    try:
-        from messaging.repo.preferences import load_preferences
-
-        prefs = (await load_preferences(conn, tenant, [profile_id])).get(profile_id)
-        if prefs is not None and prefs.locale:
-            locale = prefs.locale
-    except ImportError:
-        pass
+    prefs = (await load_preferences(conn, tenant, [profile_id])).get(profile_id)
+    if prefs is not None and prefs.locale:
+        locale = prefs.locale
     profile = {**contact.traits, "email": contact.email or "", "phone": contact.phone or "", "id": profile_id}
     return profile, locale
 
@@ -106,7 +85,7 @@ class TemplatesApi(ServicerBase):
         tenant = tenant_id(context)
         require_uuid(request.template_id, "template_id")
         version_number = _version(request.version)
-        variables = _variables(request.variables_json)
+        variables = variables_of(request.variables_json)
         locale = None
         if request.locale:
             locale = rules.normalize_locale(request.locale)

@@ -4,7 +4,6 @@ caps and fallback providers. `get_channel` serves the senders from a short-lived
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from mcloud_common.errors import InvalidArgument
 from mcloud_common.timestamps import set_timestamp
 from messaging.domain.names import CHANNEL_ENUM
 from messaging.domain.policies import Cap
+from messaging.providers import ChannelSetup, ProviderSpec, check_provider
 from messaging.repo.preferences import check_channel
 
 CACHE_SECONDS = 2.0
@@ -45,9 +45,9 @@ class ChannelRow:
 
     def setup(self):
         """The providers' ChannelSetup of this configuration (messaging.providers)."""
-        providers = importlib.import_module("messaging.providers")
-        spec = providers.ProviderSpec
-        return providers.ChannelSetup(
+        from messaging.providers import ProviderSpec as spec
+
+        return ChannelSetup(
             channel=self.channel,
             primary=spec(provider=self.provider, settings=self.settings, secrets=self.secrets,
                          rate_limit_per_second=self.rate_limit_per_second),
@@ -122,14 +122,9 @@ def _caps(caps) -> list[dict[str, int]]:
 
 def _check_provider(channel: str, provider: str, settings: Mapping, secrets: Mapping, rate: int,
                     prefix: str = "config") -> None:
-    """The providers' own validation (skipped when the providers package does not offer it)."""
-    try:
-        providers = importlib.import_module("messaging.providers")
-        check, spec = providers.check_provider, providers.ProviderSpec
-    except (ModuleNotFoundError, AttributeError):
-        return
-    check(channel, spec(provider=provider, settings=settings, secrets=secrets, rate_limit_per_second=rate),
-          field_prefix=prefix)
+    """The providers' own validation of a provider's settings."""
+    spec = ProviderSpec(provider=provider, settings=settings, secrets=secrets, rate_limit_per_second=rate)
+    check_provider(channel, spec, field_prefix=prefix)
 
 
 def message(row: Mapping[str, Any]) -> pb.ChannelConfig:

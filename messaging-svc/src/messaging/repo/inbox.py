@@ -3,7 +3,6 @@ expired entries are hidden. The first read of an entry counts as an open of its 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from mcloud_common import paging
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import set_timestamp
+from messaging.repo import tracking as tracking_repo
 
 MAX_IDS = 500
 _VISIBLE = "tenant_id = $1 AND profile_id = $2 AND (expires_at IS NULL OR expires_at > $3)"
@@ -83,13 +83,6 @@ async def list_page(conn: asyncpg.Connection, tenant: str, profile_id: str, *, u
     return [message(r) for r in rows], await unread_count(conn, tenant, profile_id, now), token
 
 
-def _tracking():
-    try:
-        return importlib.import_module("messaging.repo.tracking")
-    except ModuleNotFoundError:
-        return None
-
-
 async def mark_read(conn: asyncpg.Connection, tenant: str, profile_id: str, *, ids: Sequence[str] = (),
                     all_: bool = False, now: datetime, shards: int) -> Marked:
     """Mark some (or all) of the person's visible entries read; each first read records an open of its
@@ -107,11 +100,9 @@ async def mark_read(conn: asyncpg.Connection, tenant: str, profile_id: str, *, i
             UPDATE inbox SET read_at = $3 WHERE {_VISIBLE} AND read_at IS NULL AND ($4 OR id = ANY($5::uuid[]))
             RETURNING id, message_id
             """, tenant, profile_id, now, all_, [] if all_ else list(ids))
-        tracking = _tracking()
-        if tracking is not None:
-            for r in rows:
-                await tracking.record(conn, tenant, message_id=str(r["message_id"]), kind="opened",
-                                      provider_event_id=f"inbox-read:{r['id']}", occurred_at=now, shards=shards)
+        for r in rows:
+            await tracking_repo.record(conn, tenant, message_id=str(r["message_id"]), kind="opened",
+                                       provider_event_id=f"inbox-read:{r['id']}", occurred_at=now, shards=shards)
         return Marked(len(rows), await unread_count(conn, tenant, profile_id, now))
 
 

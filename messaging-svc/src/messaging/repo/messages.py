@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mcloud.events.v1 import messaging_events_pb2 as ev
 from mcloud.messaging.v1 import messaging_pb2 as pb
@@ -143,27 +142,26 @@ async def history(conn: asyncpg.Connection, tenant_id: str, *, profile_id: str =
     return cut(rows, size, "queued_at")
 
 
-def _ts(target: Timestamp, value: datetime | None) -> None:
-    if value is not None:
-        set_timestamp(target, value)
-
-
 def message_pb(row: Mapping[str, Any]) -> pb.Message:
-    """The API's Message of a `messages` row."""
-    m = pb.Message(
-        id=str(row["id"]), profile_id=str(row["profile_id"]),
-        channel=CHANNEL_ENUM.get(row["channel"] or row["requested_channel"], pb.CHANNEL_UNSPECIFIED),
-        template_id=str(row["template_id"]), template_version=row["template_version"], locale=row["locale"],
-        status=STATUS_ENUM[row["status"]], block_reason=BLOCK_ENUM.get(row["block_reason"], 0),
-        block_detail=row["block_detail"], transactional=row["transactional"],
-        attribution=pb.Attribution(journey_id=row["journey_id"], journey_version=row["journey_version"],
-                                   enrollment_id=row["enrollment_id"], step_id=row["step_id"],
-                                   campaign_id=str(row["campaign_id"]) if row["campaign_id"] else ""),
-        idempotency_key=row["idempotency_key"], attempts=row["attempts"], provider=row["provider"],
-        provider_message_id=row["provider_message_id"], error=row["error"])
+    """A `messages` row as the API's Message."""
+    channel = row.get("channel") or row.get("requested_channel") or ""
+    message = pb.Message(
+        id=str(row["id"]), profile_id=str(row["profile_id"]), channel=CHANNEL_ENUM.get(channel, 0),
+        template_id=str(row["template_id"]), template_version=row.get("template_version") or 0,
+        locale=row.get("locale") or "", status=STATUS_ENUM.get(row["status"], 0),
+        block_reason=BLOCK_ENUM.get(row.get("block_reason") or "", 0), block_detail=row.get("block_detail") or "",
+        transactional=bool(row.get("transactional")),
+        attribution=pb.Attribution(
+            journey_id=row.get("journey_id") or "", journey_version=row.get("journey_version") or 0,
+            enrollment_id=row.get("enrollment_id") or "", step_id=row.get("step_id") or "",
+            campaign_id=str(row["campaign_id"]) if row.get("campaign_id") else ""),
+        idempotency_key=row.get("idempotency_key") or "", attempts=row.get("attempts") or 0,
+        provider=row.get("provider") or "", provider_message_id=row.get("provider_message_id") or "",
+        error=row.get("error") or "")
     for name in ("scheduled_at", "queued_at", "sent_at", "delivered_at", "opened_at", "clicked_at", "ended_at"):
-        _ts(getattr(m, name), row[name])
-    return m
+        if row.get(name) is not None:
+            set_timestamp(getattr(message, name), row[name])
+    return message
 
 
 def retry_delay(attempt: int, base_seconds: float, retry_after: float | None = None) -> timedelta:

@@ -29,36 +29,13 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from mcloud.events.v1 import messaging_events_pb2 as ev
-from mcloud.messaging.v1 import messaging_pb2 as pb
 from mcloud_common.ids import parse_uuid
-from mcloud_common.timestamps import set_timestamp
 from messaging.domain import best_time
-from messaging.domain.names import BLOCK_ENUM, CHANNEL_ENUM, STATUS_ENUM, STATUS_RANK, TERMINAL
+from messaging.domain.names import STATUS_RANK, TERMINAL
 from messaging.repo.events import envelope, message_ref, publish
+from messaging.repo.messages import message_pb  # noqa: F401  (re-exported: the tracking API answers with it)
 
 KINDS = ("delivered", "opened", "clicked", "bounced", "failed", "complained", "unsubscribed")
-
-
-def message_pb(row: Mapping[str, Any]) -> pb.Message:
-    """A `messages` row as the API's Message."""
-    channel = row.get("channel") or row.get("requested_channel") or ""
-    message = pb.Message(
-        id=str(row["id"]), profile_id=str(row["profile_id"]), channel=CHANNEL_ENUM.get(channel, 0),
-        template_id=str(row["template_id"]), template_version=row.get("template_version") or 0,
-        locale=row.get("locale") or "", status=STATUS_ENUM.get(row["status"], 0),
-        block_reason=BLOCK_ENUM.get(row.get("block_reason") or "", 0), block_detail=row.get("block_detail") or "",
-        transactional=bool(row.get("transactional")),
-        attribution=pb.Attribution(
-            journey_id=row.get("journey_id") or "", journey_version=row.get("journey_version") or 0,
-            enrollment_id=row.get("enrollment_id") or "", step_id=row.get("step_id") or "",
-            campaign_id=str(row["campaign_id"]) if row.get("campaign_id") else ""),
-        idempotency_key=row.get("idempotency_key") or "", attempts=row.get("attempts") or 0,
-        provider=row.get("provider") or "", provider_message_id=row.get("provider_message_id") or "",
-        error=row.get("error") or "")
-    for name in ("scheduled_at", "queued_at", "sent_at", "delivered_at", "opened_at", "clicked_at", "ended_at"):
-        if row.get(name) is not None:
-            set_timestamp(getattr(message, name), row[name])
-    return message
 
 
 async def _find(conn: asyncpg.Connection, tenant: str, message_id: str, provider_message_id: str
