@@ -17,6 +17,7 @@ from mcloud.messaging.v1 import messaging_pb2 as pb
 from mcloud_common.bus import decode, publish
 from mcloud_common.ids import new_id_str
 from mcloud_common.testing.services import wait_until
+from mcloud_common.timestamps import to_timestamp
 from messaging.testing import HttpSink, SmtpSink
 
 EMAIL = pb.Template(
@@ -320,3 +321,37 @@ async def test_test_send_goes_to_the_given_address_marked_test(api):
         await sink.wait_for(1)
         assert sink.messages[0]["To"] == "designer@example.com"
         assert sink.messages[0]["Subject"].startswith("[TEST] Welcome")
+
+
+async def test_a_scheduled_send_waits_for_its_time(api, db, redis, clock):
+    async with SmtpSink() as sink:
+        await smtp_channel(api, sink)
+        tid = await template(api)
+        profile = await person(api, db, redis, email="later@example.com", first_name="Lou")
+        at = to_timestamp(clock.now() + timedelta(hours=1))
+        later = await send(api, profile, tid, "s-later", scheduled_at=at)
+        now = await send(api, profile, tid, "s-now")
+        await settled(api, now.id, pb.MESSAGE_STATUS_SENT)  # the sender has run since both were queued
+        assert (await api.call("GetMessage", pb.GetMessageRequest(message_id=later.id))).message.status == \
+            pb.MESSAGE_STATUS_QUEUED
+        clock.advance(timedelta(hours=1))
+        await settled(api, later.id, pb.MESSAGE_STATUS_SENT)
+        await sink.wait_for(2)
+
+
+async def test_withdrawn_consent_from_identity_blocks_marketing_but_not_receipts(api, db, redis):
+    async with SmtpSink() as sink:
+        await smtp_channel(api, sink)
+        tid = await template(api)
+        profile = await person(api, db, redis, email="noconsent@example.com", first_name="Nell")
+        ev = event_pb2.Event(id=new_id_str(), tenant_id=api.tenant, type="consent.changed", profile_id=profile,
+                             source="identity")
+        ev.payload.Pack(identity_events_pb2.ConsentChanged(profile_id=profile, channel="email", purpose="marketing",
+                                                           state="withdrawn"))
+        await publish(redis, [ev], "identity", 4)
+        await wait_until(lambda: db.fetchval("SELECT consent->>'email' = 'withdrawn' FROM contacts "
+                                             "WHERE profile_id = $1", uuid.UUID(profile)))
+        blocked = await settled(api, (await send(api, profile, tid, "c-1")).id, pb.MESSAGE_STATUS_SUPPRESSED)
+        assert blocked.block_reason == pb.BLOCK_REASON_NO_CONSENT
+        await settled(api, (await send(api, profile, tid, "c-2", transactional=True)).id, pb.MESSAGE_STATUS_SENT)
+        await sink.wait_for(1)
