@@ -38,8 +38,8 @@ class DyingEffects(Effects):
         super().__init__(*args)
         self._rng, self._every, self.performed, self.deaths = rng, every, 0, 0
 
-    async def perform(self, tenant, row, effect) -> None:
-        await super().perform(tenant, row, effect)
+    async def perform(self, tenant, row, effect, context=None) -> None:
+        await super().perform(tenant, row, effect, context)
         self.performed += 1
         if self._rng.randrange(self._every) == 0:
             self.deaths += 1

@@ -49,9 +49,11 @@ def _needs_best_time(definition: dict) -> bool:
 def _needs(definition: dict) -> tuple[bool, bool]:
     """Whether running `definition` needs the person's profile (traits, segments) and loyalty status."""
     steps = definition.get("steps", [])
-    profile = definition.get("entry", {}).get("type") == "schedule" or any(
-        s.get("type") == "condition" or "until_trait" in s for s in steps)
-    loyalty = profile and '"loyalty"' in orjson.dumps(steps).decode()
+    text = orjson.dumps(steps).decode()
+    loyalty = '"loyalty"' in text
+    # conditions on opens or event properties need nothing from identity; traits and segments do
+    profile = loyalty or definition.get("entry", {}).get("type") == "schedule" or any(
+        "until_trait" in s for s in steps) or '"trait"' in text or '"segment"' in text
     return profile, loyalty
 
 
@@ -110,17 +112,27 @@ class Effects:
                     raise
         return out
 
-    async def perform(self, tenant: str, row: asyncpg.Record, effect: engine.Effect) -> None:
+    async def perform(self, tenant: str, row: asyncpg.Record, effect: engine.Effect, context: dict | None = None
+                      ) -> None:
+        """Perform `effect`; what it produced that later steps use (an issued coupon) is put into `context`,
+        the enrollment's context as of this step, which is also what a send's template sees."""
         md, spec, profile = tenant_metadata(tenant), effect.spec, str(row["profile_id"])
+        context = context if context is not None else dict(row["context"] or {})
         if effect.kind == "award_points":
             await self.loyalty.EarnPoints(loyalty_pb2.EarnPointsRequest(
                 program_id=spec.get("program_id", ""), profile_id=profile, points=int(spec["points"]),
                 reason=spec.get("reason") or "journey", description=f"journey {row['journey_id']}",
                 idempotency_key=effect.key), metadata=md)
         elif effect.kind == "issue_coupon":
-            await self.loyalty.IssueCoupon(loyalty_pb2.IssueCouponRequest(
+            coupon = (await self.loyalty.IssueCoupon(loyalty_pb2.IssueCouponRequest(
                 campaign_id=spec["campaign_id"], profile_id=profile, source="journey", idempotency_key=effect.key),
-                metadata=md)
+                metadata=md)).coupon
+            issued = {"code": coupon.code, "campaign_id": coupon.campaign_id,
+                      "expires_at": coupon.expires_at.ToDatetime(tzinfo=UTC).isoformat()
+                      if coupon.HasField("expires_at") else None}
+            # the latest coupon as `coupon`, every coupon by its step as `coupons`, for later sends
+            context["coupon"] = issued
+            context["coupons"] = {**context.get("coupons", {}), effect.step_id: issued}
         elif effect.kind == "update_profile":
             await self.identity.UpdateProfile(identity_pb2.UpdateProfileRequest(
                 profile_id=profile, traits_json=orjson.dumps(spec.get("traits") or {}).decode(),
@@ -131,7 +143,7 @@ class Effects:
                                                                                                    0)
             await self.sends.send(tenant, messaging_pb2.SendMessageRequest(
                 channel=channel, profile_id=profile, template_id=spec.get("template", ""),
-                variables_json=orjson.dumps({**row["context"], **(spec.get("data") or {})}).decode(),
+                variables_json=orjson.dumps({**context, **(spec.get("data") or {})}).decode(),
                 idempotency_key=effect.key,
                 attribution=messaging_pb2.Attribution(journey_id=str(row["journey_id"]), journey_version=row["version"],
                                                       enrollment_id=str(row["id"]), step_id=effect.step_id)))
@@ -206,6 +218,7 @@ class Done:
     outcome: engine.Outcome | None = None
     error: str = ""
     hold: bool = False
+    context: dict | None = None  # the enrollment's context when a step added to it (an issued coupon)
 
 
 class Worker:
@@ -258,14 +271,15 @@ class Worker:
             return Done(row, error=f"reading the profile: {exc.code().name} {exc.details()}")
         facts["ab_winners"] = await self._winners.get(self._pool, row, definition, now)
         outcome = engine.advance(definition, state, now, facts, parsed)
+        context = dict(row["context"] or {})
         for effect in outcome.effects:
             try:
-                await self._effects.perform(str(row["tenant_id"]), row, effect)
+                await self._effects.perform(str(row["tenant_id"]), row, effect, context)
             except grpc.aio.AioRpcError as exc:
                 return Done(row, error=f"{effect.kind} at {effect.step_id}: {exc.code().name} {exc.details()}")
             except SendRefused as exc:
                 return Done(row, error=f"{effect.kind} at {effect.step_id}: {exc}")
-        return Done(row, outcome)
+        return Done(row, outcome, context=context if context != (row["context"] or {}) else None)
 
     async def _save(self, done: list[Done], now: datetime) -> None:
         ok = [d for d in done if d.outcome is not None]
@@ -278,18 +292,20 @@ class Worker:
                                    orjson.dumps(d.outcome.visits).decode(),
                                    d.outcome.due_at if d.outcome.status == "active" else None,
                                    d.outcome.waiting_until, d.outcome.waiting_for, d.outcome.exit_reason,
-                                   None if d.outcome.status == "active" else now, d.row["due_at"]) for d in ok],
+                                   None if d.outcome.status == "active" else now, d.row["due_at"],
+                                   None if d.context is None else orjson.dumps(d.context).decode()) for d in ok],
                                  strict=True))
                 await conn.execute(
                     """
                     UPDATE enrollments e SET status = u.status, step_id = u.step_id, visits = u.visits::jsonb,
                         due_at = u.due_at, waiting_until = u.waiting_until, waiting_for = u.waiting_for,
                         exit_reason = u.exit_reason, ended_at = u.ended_at, attempts = 0, last_error = '',
-                        arrived = false, updated_at = $12
+                        arrived = false, updated_at = $13, context = coalesce(u.context::jsonb, e.context)
                     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                                $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+                                $7::timestamptz[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+                                $12::text[])
                          AS u(tenant_id, id, status, step_id, visits, due_at, waiting_until, waiting_for, exit_reason,
-                              ended_at, leased)
+                              ended_at, leased, context)
                     WHERE e.tenant_id = u.tenant_id AND e.id = u.id AND e.status = 'active' AND e.due_at = u.leased
                     """, *[list(c) for c in cols], now)
                 rows = [(d.row["tenant_id"], (d.row["id"], d.row["journey_id"], d.row["version"], step, kind, result,
