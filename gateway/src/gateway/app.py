@@ -39,7 +39,7 @@ from gateway.routes import (
 from gateway.settings import GatewaySettings
 from gateway.tenancy import KeyCache
 from gateway.tracing import TracingMiddleware
-from mcloud_common.clock import Clock, SystemClock
+from mcloud_common.clock import Clock, clock_from_env
 from mcloud_common.db import create_pool
 from mcloud_common.grpc_client import make_channel
 from mcloud_common.logs import get_logger
@@ -173,7 +173,7 @@ def create_app(
             channels={**owned, **given},
             key_cache=KeyCache(ttl=settings.key_cache_seconds),
             limiter=RateLimiter(redis, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst),
-            clock=clock or SystemClock(),
+            clock=clock or clock_from_env(settings.clock_offset_file),
         )
         log.info("gateway ready", services=settings.targets())
         try:

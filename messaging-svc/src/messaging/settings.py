@@ -24,4 +24,12 @@ class MessagingSettings(ServiceSettings):
     send_interval_seconds: float = Field(0.2, gt=0, description="how often an idle sender looks for due messages")
     max_attempts: int = Field(5, ge=1, le=50, description="tries before a message is dead-lettered as failed")
     retry_base_seconds: float = Field(30, gt=0, description="first retry delay; doubles per attempt")
+    send_loops: int = Field(2, ge=1, le=16, description="send batches in flight per process (one is rendered and "
+                            "recorded while another waits on providers)")
+    smtp_connections: int = Field(16, ge=1, le=256, description="kept-open SMTP connections per tenant setup")
+    db_server_settings: dict[str, str] = Field(
+        # the queue tables grow from empty within minutes: a generic plan cached while they were empty
+        # (sequential scans) would stay for the connection's life, so plan every execution
+        default_factory=lambda: {"plan_cache_mode": "force_custom_plan"},
+        description="PostgreSQL session settings of every pooled connection (JSON object)")
     campaign_batch: int = Field(1000, ge=1, le=10000, description="default recipients per campaign batch")

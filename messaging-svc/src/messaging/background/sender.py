@@ -73,6 +73,7 @@ class Outcome:
     pref: policies.Preferences | None = None
     config: Any = None
     version: Any = None
+    setup: Any = None  # the channel's providers (messaging.providers.ChannelSetup), built once per batch
 
 
 class Sender:
@@ -129,6 +130,7 @@ class Sender:
                                                         [p for p in pids if p != NO_PROFILE])
             prefs = await preference_repo.load_preferences(conn, tenant, pids)
             configs = {c: await channel_repo.get_channel(conn, tenant, c) for c in CHANNELS}
+            setups = {c: config.setup() for c, config in configs.items() if config is not None and c != "in_app"}
             engagement = await _engagement(conn, tenant, [str(r["profile_id"]) for r in rows
                                                          if r["requested_channel"] == "best"])
             outcomes: list[Outcome] = []
@@ -140,7 +142,8 @@ class Sender:
                     candidates = [c for c in BEST_ORDER if c == "in_app" or (configs[c] and configs[c].enabled)]
                     channel = policies.best_channel(candidates=candidates, contact=contact, prefs=pref,
                                                     engagement=engagement.get(pid)) or "email"
-                o = Outcome(row=r, channel=channel, contact=contact, pref=pref, config=configs.get(channel))
+                o = Outcome(row=r, channel=channel, contact=contact, pref=pref, config=configs.get(channel),
+                            setup=setups.get(channel))
                 if r["to_override"]:  # test sends go to the given address
                     o.address = r["to_override"]
                 elif contact is not None:
@@ -198,7 +201,7 @@ class Sender:
                 if o.channel == "in_app":
                     o.status, o.provider = "sent", "inbox"
                     return
-                delivery = await self._dispatcher.send(tenant, o.config.setup(), out)
+                delivery = await self._dispatcher.send(tenant, o.setup, out)
                 o.status, o.provider, o.provider_message_id = "sent", delivery.provider, delivery.provider_message_id
             except TemplateError as exc:
                 self._block(o, "dropped", "template_error", str(exc)[:500], now)
@@ -367,18 +370,27 @@ async def _cap_counts(conn: asyncpg.Connection, tenant: str, outcomes: Sequence[
 async def install(runtime: Runtime, settings: MessagingSettings, *, identity, **_kw) -> Sender:
     """Start a sender loop on this process: it works through due messages as fast as they come and
     polls every `send_interval_seconds` when idle."""
-    dispatcher = Dispatcher(runtime.redis, clock=runtime.clock)
+    dispatcher = Dispatcher(runtime.redis, clock=runtime.clock, smtp_pool_size=settings.smtp_connections)
     sender = Sender(runtime.pool, runtime.clock, settings, identity, dispatcher)
+    running = settings.send_loops
 
     async def loop() -> None:
-        while not runtime.closing:
-            try:
-                if await sender.run_once():
-                    continue
-            except Exception:
-                log.exception("sender batch failed")
-            await asyncio.sleep(settings.send_interval_seconds)
-        await dispatcher.close()
+        nonlocal running
+        try:
+            while not runtime.closing:
+                try:
+                    if await sender.run_once():
+                        continue
+                except Exception:
+                    log.exception("sender batch failed")
+                await asyncio.sleep(settings.send_interval_seconds)
+        finally:
+            running -= 1
+            if running == 0:
+                await dispatcher.close()
 
-    runtime.tasks.append(asyncio.create_task(loop(), name="messaging-sender"))
+    # several loops claim separate batches (SKIP LOCKED): one renders and records while another waits on
+    # providers, so neither the database nor the providers sit idle
+    for i in range(settings.send_loops):
+        runtime.tasks.append(asyncio.create_task(loop(), name=f"messaging-sender-{i}"))
     return sender

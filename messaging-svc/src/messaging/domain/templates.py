@@ -263,6 +263,7 @@ class Renderer:
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
         self._cache: OrderedDict[tuple[str, int, str, str], BoundTemplate] = OrderedDict()
         self._size = cache_size
+        self._texts: OrderedDict[tuple[str, int, str, str], str] = OrderedDict()  # text sources derived from HTML
         self._lock = threading.Lock()  # callers may render in worker threads
 
     def _template(self, version: TemplateVersion, variant: Variant, part: str, source: str) -> BoundTemplate:
@@ -281,6 +282,18 @@ class Renderer:
                     self._cache.popitem(last=False)
         return compiled
 
+    def _derived_text(self, version: TemplateVersion, variant: Variant) -> str:
+        key = (version.template_id, version.version, variant.locale, "body_text:source")
+        found = self._texts.get(key) if version.version else None
+        if found is None:
+            found = html_to_text(variant.body_html)
+            if version.version:
+                with self._lock:
+                    self._texts[key] = found
+                    if len(self._texts) > self._size:
+                        self._texts.popitem(last=False)
+        return found
+
     def render(self, version: TemplateVersion, variant: Variant, variables: Mapping[str, Any]) -> Rendered:
         """The variant rendered with `variables`; TemplateError for syntax or render errors."""
         missing: list[str] = []
@@ -290,6 +303,12 @@ class Renderer:
             for part in ("subject", "title", "body_text", "body_html"):
                 source = getattr(variant, part)
                 out[part] = _render(part, self._template(version, variant, part, source), variables) if source else ""
+            if not variant.body_text.strip() and variant.body_html:
+                # the text part of an HTML-only variant: its HTML *source* turned into a text template once
+                # (cached with the version), then rendered like any text part: values come out unescaped
+                derived = self._derived_text(version, variant)
+                out["body_text"] = _render("body_text", self._template(version, variant, "body_text:derived",
+                                                                        derived), variables) if derived else ""
             data = ""
             if variant.data_json:
                 parsed = _data_sources(variant.data_json)
@@ -300,7 +319,7 @@ class Renderer:
         finally:
             _MISSING.reset(token)
         # surrounding whitespace (often left by an empty variable) would only cost SMS characters
-        body_text = out["body_text"].strip() or (html_to_text(out["body_html"]) if out["body_html"] else "")
+        body_text = out["body_text"].strip()
         return Rendered(locale=variant.locale, subject=" ".join(out["subject"].split()), body_text=body_text,
                         body_html=out["body_html"], title=out["title"].strip(), data_json=data,
                         missing=tuple(dict.fromkeys(missing)))

@@ -3,6 +3,7 @@ mcloud_common.bus.enqueue in the transaction that made the change."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from google.protobuf.message import Message
@@ -18,11 +19,13 @@ def envelope(source: str, tenant_id: str, type_: str, profile_id: str, payload: 
     """An event of `type_` from service `source` about `profile_id`, `payload` packed; `at` defaults to
     now; `trace` to the current span's context."""
     ev = event_pb2.Event(id=new_id_str(), tenant_id=tenant_id, type=type_, profile_id=profile_id, source=source)
+    # time.time_ns, not Timestamp.GetCurrentTime: the protobuf helper is pure Python and costly per event
+    now_ns = time.time_ns()
+    ev.received_at.seconds, ev.received_at.nanos = divmod(now_ns, 1_000_000_000)
     if at is None:
-        ev.occurred_at.GetCurrentTime()
+        ev.occurred_at.CopyFrom(ev.received_at)
     else:
         set_timestamp(ev.occurred_at, at)
-    ev.received_at.GetCurrentTime()
     ev.trace.traceparent, ev.trace.tracestate = trace if trace is not None else inject_traceparent()
     ev.payload.Pack(payload)
     return ev
