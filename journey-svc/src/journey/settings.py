@@ -17,4 +17,5 @@ class JourneySettings(ServiceSettings):
     loyalty_target: str = Field("127.0.0.1:50052", description="loyalty-svc gRPC address (points, coupons)")
     messaging_target: str = Field("127.0.0.1:50055", description="messaging-svc gRPC address (sends)")
     worker_batch: int = Field(500, ge=1, le=10000, description="enrollments a worker claims at once")
+    schedule_interval_seconds: float = Field(60, gt=0, description="how often scheduled entries are looked at")
     worker_lease_seconds: float = Field(60, gt=0, description="a claimed enrollment comes due again after this")

@@ -30,7 +30,6 @@ from mcloud_common.runtime import Runtime
 log = get_logger(__name__)
 
 EARLIEST = timedelta(hours=14)  # UTC+14: where a local time happens first
-INTERVAL_SECONDS = 60
 PAGE = 1000
 
 _SCHEDULED = """
@@ -107,5 +106,5 @@ async def _enrol_segment(pool: asyncpg.Pool, effects: Effects, tenant: str, jour
 
 
 async def install(runtime: Runtime, settings: JourneySettings, effects: Effects) -> None:
-    runtime.every(INTERVAL_SECONDS, lambda: fan_out(runtime.pool, effects, runtime.clock, settings.stream_shards),
+    runtime.every(settings.schedule_interval_seconds, lambda: fan_out(runtime.pool, effects, runtime.clock, settings.stream_shards),
                   name="journey-schedules")

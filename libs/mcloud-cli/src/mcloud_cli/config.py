@@ -157,6 +157,8 @@ class StackConfig:
             for s in SERVICES:  # where the other services answer (journey calls loyalty, identity, messaging)
                 if s != component:
                     env[f"{prefix}_{s.upper()}_TARGET"] = self.grpc_address(s)
+            if component == "messaging":  # links in messages (tracking, unsubscribe) point at the gateway
+                env.setdefault("MESSAGING_PUBLIC_URL", f"http://{HOST}:{self.ports.http}")
         return env
 
 

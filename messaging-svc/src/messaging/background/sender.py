@@ -343,7 +343,8 @@ async def _cap_counts(conn: asyncpg.Connection, tenant: str, outcomes: Sequence[
                       configs: Mapping[str, Any], contacts, prefs, now: datetime,
                       settings: MessagingSettings) -> dict[tuple[str, str], dict[int, int]]:
     """Marketing messages each person got on each capped channel in the current window of each cap
-    (windows in the person's calendar)."""
+    (windows in the person's calendar): one read per capped channel, since the start of each person's
+    longest window, counted per cap here."""
     out: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
     for channel, config in configs.items():
         if config is None or not config.caps:
@@ -352,18 +353,21 @@ async def _cap_counts(conn: asyncpg.Connection, tenant: str, outcomes: Sequence[
                        if o.channel == channel and not o.row["transactional"]})
         if not pids:
             continue
-        for cap in config.caps:
-            starts = [policies.cap_window_start(now, policies.zone_of(contacts.get(p), prefs.get(p)), cap.window_hours)
-                      for p in pids]
-            rows = await conn.fetch("""
-                SELECT x.pid AS profile_id, count(m.id)::int AS n
-                FROM unnest($3::uuid[], $4::timestamptz[]) AS x(pid, since)
-                JOIN messages m ON m.tenant_id = $1 AND m.profile_id = x.pid AND m.channel = $2
-                                AND m.sent_at >= x.since AND NOT m.transactional
-                GROUP BY x.pid""", tenant, channel, pids, starts)
-            counts = {str(r["profile_id"]): r["n"] for r in rows}
-            for p in pids:
-                out[(p, channel)][cap.window_hours] = counts.get(p, 0)
+        starts = {p: {cap.window_hours: policies.cap_window_start(
+            now, policies.zone_of(contacts.get(p), prefs.get(p)), cap.window_hours) for cap in config.caps}
+            for p in pids}
+        rows = await conn.fetch("""
+            SELECT x.pid AS profile_id, m.sent_at
+            FROM unnest($3::uuid[], $4::timestamptz[]) AS x(pid, since)
+            JOIN messages m ON m.tenant_id = $1 AND m.profile_id = x.pid AND m.channel = $2
+                            AND m.sent_at >= x.since AND NOT m.transactional""",
+            tenant, channel, pids, [min(starts[p].values()) for p in pids])
+        sent: dict[str, list[datetime]] = defaultdict(list)
+        for r in rows:
+            sent[str(r["profile_id"])].append(r["sent_at"])
+        for p in pids:
+            out[(p, channel)] = {hours: sum(1 for at in sent.get(p, ()) if at >= since)
+                                 for hours, since in starts[p].items()}
     return out
 
 
