@@ -14,6 +14,8 @@ Names of track events are matched on `name`, bus events on `type`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import time
 from datetime import datetime
@@ -26,6 +28,7 @@ from journey.domain import definition as grammar
 from journey.domain.definition import parse_duration
 from journey.repo import enrollments as repo
 from journey.repo import events as journey_events
+from journey.repo import journeys as journeys_repo
 from journey.settings import JourneySettings
 from mcloud.events.v1 import (  # noqa: F401 - recommend_events registers its payload types
     event_pb2,
@@ -90,6 +93,8 @@ class Journeys:
             names.update(n for n in (entry.get("event"), (definition.get("goal") or {}).get("event")) if n)
             names.update(c["event"] for c in definition.get("exit_criteria", []) if c.get("event"))
             names.update(s["event"] for s in definition.get("steps", []) if s.get("type") == "wait_for_event")
+        if frozenset(names) != self.names:
+            log.info("journey triggers reloaded", events=len(names))
         self.by_tenant, self.names, self._loaded = by_tenant, frozenset(names), time.monotonic()
 
 
@@ -288,9 +293,41 @@ def make_consumer(pool: asyncpg.Pool, redis: aioredis.Redis, clock: Clock, shard
     return consumer, reactions
 
 
+class TriggerWatch:
+    """Re-reads the live journeys' triggers when one is published, paused, resumed or archived
+    (NOTIFY from any replica, on a dedicated pooled connection), and every REFRESH_SECONDS anyway: an
+    event that arrives right after a publish must not be skipped for a trigger not yet known."""
+
+    def __init__(self, pool: asyncpg.Pool, journeys: Journeys) -> None:
+        self._pool = pool
+        self._journeys = journeys
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def _notified(self, *_args: object) -> None:
+        task = asyncio.get_running_loop().create_task(self._journeys.refresh(self._pool, force=True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def tick(self) -> None:
+        if self._listener is None or self._listener.is_closed():
+            if self._listener is not None:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(self._listener)
+            self._listener = None
+            conn = await self._pool.acquire()
+            try:
+                await conn.add_listener(journeys_repo.JOURNEYS_CHANGED, self._notified)
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            self._listener = conn
+        await self._journeys.refresh(self._pool, force=True)
+
+
 async def install(runtime: Runtime, settings: JourneySettings) -> None:
     consumer, reactions = make_consumer(runtime.pool, runtime.redis, runtime.clock, settings.stream_shards)
-    await reactions.journeys.refresh(runtime.pool, force=True)
-    runtime.every(REFRESH_SECONDS, lambda: reactions.journeys.refresh(runtime.pool, force=True),
-                  name="journey-definitions")
+    watch = TriggerWatch(runtime.pool, reactions.journeys)
+    await watch.tick()
+    runtime.every(REFRESH_SECONDS, watch.tick, name="journey-definitions")
     runtime.tasks.append(consumer.start())

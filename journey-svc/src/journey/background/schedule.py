@@ -106,5 +106,6 @@ async def _enrol_segment(pool: asyncpg.Pool, effects: Effects, tenant: str, jour
 
 
 async def install(runtime: Runtime, settings: JourneySettings, effects: Effects) -> None:
-    runtime.every(settings.schedule_interval_seconds, lambda: fan_out(runtime.pool, effects, runtime.clock, settings.stream_shards),
+    runtime.every(settings.schedule_interval_seconds,
+                  lambda: fan_out(runtime.pool, effects, runtime.clock, settings.stream_shards),
                   name="journey-schedules")

@@ -97,6 +97,9 @@ async def save_draft(conn: asyncpg.Connection, tenant: str, request: pb.SaveJour
         """, tenant, row["id"], request.name.strip(), request.description, request.definition_json, now)
 
 
+JOURNEYS_CHANGED = "mcloud_journeys"
+
+
 async def publish(conn: asyncpg.Connection, tenant: str, jid: uuid.UUID, *, entry_type: str, entry_event: str,
                   now: datetime) -> tuple[asyncpg.Record, int]:
     """Freeze the (valid) draft as the next version and make the journey active; an unchanged draft
@@ -120,6 +123,7 @@ async def publish(conn: asyncpg.Connection, tenant: str, jid: uuid.UUID, *, entr
             status = CASE WHEN status = 'paused' THEN 'paused' ELSE 'active' END
         WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}
         """, tenant, jid, number, now)
+    await changed(conn, tenant)
     return row, number
 
 
@@ -127,8 +131,15 @@ TRANSITIONS = {"pause": ({"active"}, "paused"), "resume": ({"paused"}, "active")
                "archive": ({"draft", "active", "paused"}, "archived")}
 
 
+async def changed(conn: asyncpg.Connection, tenant: str) -> None:
+    """Tell every journey process (on commit) that a tenant's live journeys changed, so their event
+    consumers re-read the triggers at once rather than at their next periodic refresh."""
+    await conn.execute("SELECT pg_notify($1, $2)", JOURNEYS_CHANGED, str(tenant))
+
+
 async def set_status(conn: asyncpg.Connection, tenant: str, jid: uuid.UUID, status: str,
                      now: datetime) -> asyncpg.Record:
+    await changed(conn, tenant)
     return await conn.fetchrow(
         f"UPDATE journeys SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 RETURNING {_COLUMNS}",
         tenant, jid, status, now)
