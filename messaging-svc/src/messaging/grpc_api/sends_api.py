@@ -158,7 +158,7 @@ class SendsApi(ServicerBase):
             item = await _new_message(conn, tenant, send)
             item = dataclasses.replace(item, to_override=request.to_address.strip(), test=True)
             [row] = await message_repo.enqueue(conn, tenant, [item], now=self._clock.now(), shards=self._shards)
-        return pb.SendMessageResponse(message=message_repo.message_pb(row))
+        return pb.TestSendTemplateResponse(message=message_repo.message_pb(row))
 
     async def SendCampaign(self, request: pb.SendCampaignRequest, context: Context):
         tenant = tenant_id(context)

@@ -779,6 +779,12 @@ class TestSendTemplateRequest(_message.Message):
     idempotency_key: str
     def __init__(self, template_id: _Optional[str] = ..., version: _Optional[int] = ..., locale: _Optional[str] = ..., variables_json: _Optional[str] = ..., profile_id: _Optional[str] = ..., to_address: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
+class TestSendTemplateResponse(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+
 class HandleProviderWebhookRequest(_message.Message):
     __slots__ = ("provider", "headers", "body")
     class HeadersEntry(_message.Message):

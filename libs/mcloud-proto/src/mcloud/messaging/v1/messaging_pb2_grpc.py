@@ -134,7 +134,7 @@ class MessagingServiceStub:
         self.TestSendTemplate = channel.unary_unary(
                 '/mcloud.messaging.v1.MessagingService/TestSendTemplate',
                 request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.SerializeToString,
-                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.FromString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateResponse.FromString,
                 _registered_method=True)
         self.HandleProviderWebhook = channel.unary_unary(
                 '/mcloud.messaging.v1.MessagingService/HandleProviderWebhook',
@@ -433,7 +433,7 @@ def add_MessagingServiceServicer_to_server(servicer, server):
             'TestSendTemplate': grpc.unary_unary_rpc_method_handler(
                     servicer.TestSendTemplate,
                     request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.FromString,
-                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.SerializeToString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateResponse.SerializeToString,
             ),
             'HandleProviderWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.HandleProviderWebhook,
@@ -970,7 +970,7 @@ class MessagingService:
             target,
             '/mcloud.messaging.v1.MessagingService/TestSendTemplate',
             mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateRequest.SerializeToString,
-            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SendMessageResponse.FromString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.TestSendTemplateResponse.FromString,
             options,
             channel_credentials,
             insecure,
