@@ -1,8 +1,5 @@
-"""Builds the running journey service: runtime (pool, bus, relay) and gRPC server.
-
-Journey definitions (drafts, validation, versions, pause/resume/archive) are served; enrollment and
-execution RPCs answer UNIMPLEMENTED until they land (issue #5 in progress).
-"""
+"""Builds the running journey service: runtime (pool, bus, relay), background work (the executor, the
+events consumer, scheduled entries) and the gRPC server."""
 
 from __future__ import annotations
 

@@ -105,6 +105,14 @@ async def test_send_wait_and_split_on_opened_with_the_coupon_in_the_email(api, p
                 {"email": f"{name}@example.com", "first_name": name.title()}).decode()))
             await publish(redis, [ev], "identity", 4)
             people[name] = pid
+
+        async def known(pid: str, name: str) -> bool:  # messaging has the contact from identity's event
+            preview = await mstub.PreviewTemplate(mpb.PreviewTemplateRequest(
+                template_id=template.id, profile_id=pid), metadata=md)
+            return preview.subject == f"Welcome {name.title()}"
+
+        for name, pid in people.items():
+            await wait_until(lambda pid=pid, name=name: known(pid, name), message=f"messaging to know {name}")
         definition = orjson.loads(orjson.dumps(WELCOME).decode().replace("{campaign}", campaign.id)
                                   .replace("{template}", template.id))
         saved = await api.call("SaveJourneyDraft", pb.SaveJourneyDraftRequest(

@@ -295,13 +295,13 @@ def make_consumer(pool: asyncpg.Pool, redis: aioredis.Redis, clock: Clock, shard
 
 class TriggerWatch:
     """Re-reads the live journeys' triggers when one is published, paused, resumed or archived
-    (NOTIFY from any replica, on a dedicated pooled connection), and every REFRESH_SECONDS anyway: an
-    event that arrives right after a publish must not be skipped for a trigger not yet known."""
+    (NOTIFY from any replica, heard on a pooled connection held while the service runs), and every
+    REFRESH_SECONDS anyway: an event that arrives right after a publish must not be skipped for a
+    trigger not yet known."""
 
     def __init__(self, pool: asyncpg.Pool, journeys: Journeys) -> None:
         self._pool = pool
         self._journeys = journeys
-        self._listener: asyncpg.Connection | None = None
         self._tasks: set[asyncio.Task] = set()
 
     def _notified(self, *_args: object) -> None:
@@ -309,25 +309,29 @@ class TriggerWatch:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def tick(self) -> None:
-        if self._listener is None or self._listener.is_closed():
-            if self._listener is not None:
-                with contextlib.suppress(Exception):
-                    await self._pool.release(self._listener)
-            self._listener = None
-            conn = await self._pool.acquire()
+    async def listen(self) -> None:
+        """Hold a LISTEN until cancelled (the connection goes back to the pool then, so the pool can
+        close); a lost connection is replaced, and the periodic refresh covers the gap."""
+        while True:
             try:
-                await conn.add_listener(journeys_repo.JOURNEYS_CHANGED, self._notified)
-            except BaseException:
-                await self._pool.release(conn)
-                raise
-            self._listener = conn
-        await self._journeys.refresh(self._pool, force=True)
+                async with self._pool.acquire() as conn:
+                    await conn.add_listener(journeys_repo.JOURNEYS_CHANGED, self._notified)
+                    try:
+                        while not conn.is_closed():  # noqa: ASYNC110 (polls a connection, not a flag)
+                            await asyncio.sleep(REFRESH_SECONDS)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(journeys_repo.JOURNEYS_CHANGED, self._notified)
+            except Exception:
+                log.warning("cannot listen for journey changes; refreshing periodically", exc_info=True)
+                await asyncio.sleep(REFRESH_SECONDS)
 
 
 async def install(runtime: Runtime, settings: JourneySettings) -> None:
     consumer, reactions = make_consumer(runtime.pool, runtime.redis, runtime.clock, settings.stream_shards)
     watch = TriggerWatch(runtime.pool, reactions.journeys)
-    await watch.tick()
-    runtime.every(REFRESH_SECONDS, watch.tick, name="journey-definitions")
+    await reactions.journeys.refresh(runtime.pool, force=True)
+    runtime.tasks.append(asyncio.create_task(watch.listen(), name="journey-trigger-watch"))
+    runtime.every(REFRESH_SECONDS, lambda: reactions.journeys.refresh(runtime.pool, force=True),
+                  name="journey-definitions")
     runtime.tasks.append(consumer.start())
