@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from messaging.domain.policies import zone_named  # noqa: F401  (re-exported: tracking uses best_time.zone_named)
 
 HOURS_PER_WEEK = 168
 MIN_EVENTS = 3
@@ -44,17 +46,6 @@ class BestTime:
 def hour_of_week(at: datetime, zone: ZoneInfo) -> int:
     local = at.astimezone(zone)
     return local.weekday() * 24 + local.hour
-
-
-def zone_named(*names: str | None) -> ZoneInfo:
-    """The first valid IANA zone among `names`, else UTC."""
-    for name in names:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
 
 
 def _weights(counts: Counts) -> list[int]:

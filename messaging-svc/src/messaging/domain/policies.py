@@ -97,15 +97,20 @@ class Decision:
 SEND = Decision("send")
 
 
-def zone_of(contact: Contact | None, prefs: Preferences | None, default: str = "UTC") -> ZoneInfo:
-    """The person's time zone: their messaging preference, then identity's trait, then `default`."""
-    for name in ((prefs.timezone if prefs else None), (contact.timezone if contact else None), default):
+def zone_named(*names: str | None) -> ZoneInfo:
+    """The first valid IANA zone among `names`, else UTC."""
+    for name in names:
         if name:
             try:
                 return ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):
                 continue
     return ZoneInfo("UTC")
+
+
+def zone_of(contact: Contact | None, prefs: Preferences | None, default: str = "UTC") -> ZoneInfo:
+    """The person's time zone: their messaging preference, then identity's trait, then `default`."""
+    return zone_named(prefs.timezone if prefs else None, contact.timezone if contact else None, default)
 
 
 def locale_of(contact: Contact | None, prefs: Preferences | None) -> str | None:
