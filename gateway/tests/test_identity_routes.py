@@ -12,28 +12,12 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import SERVICES, GatewaySettings
-from gateway.tenancy import create_api_key
+from gateway.testing import PROBLEM, assert_problem, bearer, scoped_key
 from identity.app import MIGRATIONS as IDENTITY_MIGRATIONS
 from identity.app import build as build_identity
 from identity.settings import IdentitySettings
 from mcloud_common.embedded import free_port
 from mcloud_common.testing.services import running_service, wait_until
-
-PROBLEM = "application/problem+json"
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["type"] == f"/problems/{body['code']}"
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +53,6 @@ async def identify(client: httpx.AsyncClient, tenant, user_id: str, **traits) ->
     assert profile.status_code == 200, profile.text
     return profile.json()
 
-
-async def scoped_key(db, tenant, *scopes: str) -> dict[str, str]:
-    return bearer(await create_api_key(db, tenant.tenant_id, "secret", list(scopes)))
 
 
 def new_user() -> str:

@@ -14,12 +14,10 @@ import httpx
 import orjson
 import pytest
 
-from gateway.tenancy import create_api_key
+from gateway.testing import PROBLEM, assert_problem, bearer, scoped_key
 from mcloud.identity.v1 import identity_pb2
 from mcloud.journey.v1 import journey_pb2, journey_pb2_grpc
 from mcloud_common.grpc_client import tenant_metadata
-
-PROBLEM = "application/problem+json"
 
 # entered through the API, waits a day before its first message (so enrollments stay active: no executor runs)
 REPLENISH = {
@@ -57,22 +55,7 @@ NOT_ESTIMATED = {"estimated_entrants": 0, "estimated_holdout": 0, "total_profile
                  "basis": "api entries cannot be estimated from past events"}
 
 
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["type"] == f"/problems/{body['code']}"
-    if code is not None:
-        assert body["code"] == code, body
-    return body
-
-
-async def scoped_key(db, tenant, *scopes: str) -> dict[str, str]:
-    return bearer(await create_api_key(db, tenant.tenant_id, "secret", list(scopes)))
 
 
 def new_profile() -> str:

@@ -10,9 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from gateway.tenancy import create_api_key
-
-PROBLEM = "application/problem+json"
+from gateway.testing import assert_problem, bearer, scoped_key
 
 WELCOME = {
     "name": "Welcome",
@@ -33,22 +31,7 @@ PUSH = {
 }
 
 
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
-
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["type"] == f"/problems/{body['code']}"
-    if code is not None:
-        assert body["code"] == code, body
-    return body
-
-
-async def scoped_key(db, tenant, *scopes: str) -> dict[str, str]:
-    return bearer(await create_api_key(db, tenant.tenant_id, "secret", list(scopes)))
 
 
 @pytest.fixture

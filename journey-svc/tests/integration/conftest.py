@@ -9,8 +9,7 @@ from journey.app import MIGRATIONS, build
 from journey.settings import JourneySettings
 from mcloud.journey.v1 import journey_pb2_grpc
 from mcloud_common.clock import ManualClock
-from mcloud_common.grpc_client import tenant_metadata
-from mcloud_common.testing.services import running_service
+from mcloud_common.testing.services import TenantApi, running_service
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -33,14 +32,7 @@ async def journey(journey_db, redis_url, clock):
         yield journey_pb2_grpc.JourneyServiceStub(channel), service
 
 
-class Api:
-    def __init__(self, stub, tenant: str) -> None:
-        self.stub = stub
-        self.tenant = tenant
-        self.md = tenant_metadata(tenant)
-
-    async def call(self, method: str, request):
-        return await getattr(self.stub, method)(request, metadata=self.md)
+Api = TenantApi  # calls the service as one tenant
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from loyalty.settings import LoyaltySettings
 from mcloud.loyalty.v1 import loyalty_pb2_grpc
 from mcloud_common.clock import ManualClock
 from mcloud_common.db import asyncpg_dsn
-from mcloud_common.grpc_client import tenant_metadata
-from mcloud_common.testing.services import running_service
+from mcloud_common.testing.services import TenantApi, running_service
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -48,16 +47,7 @@ async def db(loyalty_db):
         await conn.close()
 
 
-class Api:
-    """Calls a running loyalty service as one tenant: `await api.call("EarnPoints", request)`."""
-
-    def __init__(self, stub, tenant: str) -> None:
-        self.stub = stub
-        self.tenant = tenant
-        self.md = tenant_metadata(tenant)
-
-    async def call(self, method: str, request):
-        return await getattr(self.stub, method)(request, metadata=self.md)
+Api = TenantApi  # calls the service as one tenant
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import pytest
 from mcloud.messaging.v1 import messaging_pb2_grpc
 from mcloud_common.clock import ManualClock
 from mcloud_common.db import asyncpg_dsn
-from mcloud_common.grpc_client import tenant_metadata
-from mcloud_common.testing.services import running_service
+from mcloud_common.testing.services import TenantApi, running_service
 from messaging.app import MIGRATIONS, build
 from messaging.settings import MessagingSettings
 
@@ -55,16 +54,7 @@ async def db(messaging_db):
         await conn.close()
 
 
-class Api:
-    """Calls a running messaging service as one tenant: `await api.call("SendMessage", request)`."""
-
-    def __init__(self, stub, tenant: str) -> None:
-        self.stub = stub
-        self.tenant = tenant
-        self.md = tenant_metadata(tenant)
-
-    async def call(self, method: str, request):
-        return await getattr(self.stub, method)(request, metadata=self.md)
+Api = TenantApi  # calls the service as one tenant
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from mcloud_common.grpc_client import make_channel
+from mcloud_common.grpc_client import make_channel, tenant_metadata
 from mcloud_common.grpc_server import GrpcService
 
 
@@ -41,3 +41,15 @@ async def wait_until(predicate: Callable[[], Awaitable[Any] | Any], *, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+class TenantApi:
+    """Calls a running service as one tenant: `await api.call("Method", request)`."""
+
+    def __init__(self, stub, tenant: str) -> None:
+        self.stub = stub
+        self.tenant = tenant
+        self.md = tenant_metadata(tenant)
+
+    async def call(self, method: str, request):
+        return await getattr(self.stub, method)(request, metadata=self.md)
