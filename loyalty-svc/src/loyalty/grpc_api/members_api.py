@@ -40,7 +40,9 @@ class MembersApi(ServicerBase):
         tenant = tenant_id(context)
         require_uuid(request.profile_id, "profile_id")
         program = await self._programs.get(self._pool, tenant, request.program_id)
-        async with self._pool.acquire() as conn:
+        # one snapshot for the member row, its lots and its qualifying facts: read committed would let an
+        # earn commit between the statements (new points shown with the tier from before them)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await member_repo.get(conn, tenant, program.id, request.profile_id)
             return pb.GetMemberResponse(member=await member_repo.view(conn, tenant, program, row, self._clock.now()))
 
