@@ -319,3 +319,153 @@ class GetIntentResponse(_message.Message):
     INTENT_FIELD_NUMBER: _ClassVar[int]
     intent: Intent
     def __init__(self, intent: _Optional[_Union[Intent, _Mapping]] = ...) -> None: ...
+
+class GetItemRequest(_message.Message):
+    __slots__ = ("item_id",)
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    def __init__(self, item_id: _Optional[str] = ...) -> None: ...
+
+class GetItemResponse(_message.Message):
+    __slots__ = ("item",)
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    item: Item
+    def __init__(self, item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+
+class ListItemsRequest(_message.Message):
+    __slots__ = ("category", "kind", "page_size", "page_token")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    kind: ItemKind
+    page_size: int
+    page_token: str
+    def __init__(self, category: _Optional[str] = ..., kind: _Optional[_Union[ItemKind, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class FeedbackWeights(_message.Message):
+    __slots__ = ("view", "add_to_cart", "remove_from_cart", "purchase", "click", "dismiss")
+    VIEW_FIELD_NUMBER: _ClassVar[int]
+    ADD_TO_CART_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FROM_CART_FIELD_NUMBER: _ClassVar[int]
+    PURCHASE_FIELD_NUMBER: _ClassVar[int]
+    CLICK_FIELD_NUMBER: _ClassVar[int]
+    DISMISS_FIELD_NUMBER: _ClassVar[int]
+    view: float
+    add_to_cart: float
+    remove_from_cart: float
+    purchase: float
+    click: float
+    dismiss: float
+    def __init__(self, view: _Optional[float] = ..., add_to_cart: _Optional[float] = ..., remove_from_cart: _Optional[float] = ..., purchase: _Optional[float] = ..., click: _Optional[float] = ..., dismiss: _Optional[float] = ...) -> None: ...
+
+class CategoryComplements(_message.Message):
+    __slots__ = ("category", "complements")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COMPLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    complements: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, category: _Optional[str] = ..., complements: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecommendSettings(_message.Message):
+    __slots__ = ("weights", "intent_min_views", "intent_window_hours", "intent_cart_minutes", "intent_ttl_hours", "complements", "exclude_purchased_days", "replenish_lead_days", "trending_half_life_hours", "dismiss_days", "attribution_days", "updated_at")
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    INTENT_MIN_VIEWS_FIELD_NUMBER: _ClassVar[int]
+    INTENT_WINDOW_HOURS_FIELD_NUMBER: _ClassVar[int]
+    INTENT_CART_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    INTENT_TTL_HOURS_FIELD_NUMBER: _ClassVar[int]
+    COMPLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PURCHASED_DAYS_FIELD_NUMBER: _ClassVar[int]
+    REPLENISH_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TRENDING_HALF_LIFE_HOURS_FIELD_NUMBER: _ClassVar[int]
+    DISMISS_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    weights: FeedbackWeights
+    intent_min_views: int
+    intent_window_hours: int
+    intent_cart_minutes: int
+    intent_ttl_hours: int
+    complements: _containers.RepeatedCompositeFieldContainer[CategoryComplements]
+    exclude_purchased_days: int
+    replenish_lead_days: int
+    trending_half_life_hours: float
+    dismiss_days: int
+    attribution_days: int
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, weights: _Optional[_Union[FeedbackWeights, _Mapping]] = ..., intent_min_views: _Optional[int] = ..., intent_window_hours: _Optional[int] = ..., intent_cart_minutes: _Optional[int] = ..., intent_ttl_hours: _Optional[int] = ..., complements: _Optional[_Iterable[_Union[CategoryComplements, _Mapping]]] = ..., exclude_purchased_days: _Optional[int] = ..., replenish_lead_days: _Optional[int] = ..., trending_half_life_hours: _Optional[float] = ..., dismiss_days: _Optional[int] = ..., attribution_days: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetRecommendSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRecommendSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: RecommendSettings
+    def __init__(self, settings: _Optional[_Union[RecommendSettings, _Mapping]] = ...) -> None: ...
+
+class UpdateRecommendSettingsRequest(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: RecommendSettings
+    def __init__(self, settings: _Optional[_Union[RecommendSettings, _Mapping]] = ...) -> None: ...
+
+class UpdateRecommendSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: RecommendSettings
+    def __init__(self, settings: _Optional[_Union[RecommendSettings, _Mapping]] = ...) -> None: ...
+
+class GetTrainingRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class GetTrainingRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: TrainingRun
+    def __init__(self, run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class GetRecommendationStatsRequest(_message.Message):
+    __slots__ = ("since", "until")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecommendationStat(_message.Message):
+    __slots__ = ("scenario", "recommender", "impressions", "clicks", "conversions", "click_through_rate", "conversion_rate")
+    SCENARIO_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDER_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CLICK_THROUGH_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONVERSION_RATE_FIELD_NUMBER: _ClassVar[int]
+    scenario: str
+    recommender: str
+    impressions: int
+    clicks: int
+    conversions: int
+    click_through_rate: float
+    conversion_rate: float
+    def __init__(self, scenario: _Optional[str] = ..., recommender: _Optional[str] = ..., impressions: _Optional[int] = ..., clicks: _Optional[int] = ..., conversions: _Optional[int] = ..., click_through_rate: _Optional[float] = ..., conversion_rate: _Optional[float] = ...) -> None: ...
+
+class GetRecommendationStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: _containers.RepeatedCompositeFieldContainer[RecommendationStat]
+    def __init__(self, stats: _Optional[_Iterable[_Union[RecommendationStat, _Mapping]]] = ...) -> None: ...

@@ -74,6 +74,36 @@ class RecommendServiceStub:
                 request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentRequest.SerializeToString,
                 response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentResponse.FromString,
                 _registered_method=True)
+        self.GetItem = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/GetItem',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemResponse.FromString,
+                _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/ListItems',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
+        self.GetRecommendSettings = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/GetRecommendSettings',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateRecommendSettings = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/UpdateRecommendSettings',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsResponse.FromString,
+                _registered_method=True)
+        self.GetTrainingRun = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/GetTrainingRun',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunResponse.FromString,
+                _registered_method=True)
+        self.GetRecommendationStats = channel.unary_unary(
+                '/mcloud.recommend.v1.RecommendService/GetRecommendationStats',
+                request_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsResponse.FromString,
+                _registered_method=True)
 
 
 class RecommendServiceServicer:
@@ -137,6 +167,49 @@ class RecommendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetItem(self, request, context):
+        """GetItem returns one catalogue item (NOT_FOUND when absent or deleted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListItems(self, request, context):
+        """ListItems pages through the catalogue, optionally within a category or of one kind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecommendSettings(self, request, context):
+        """GetRecommendSettings returns the tenant's recommendation settings (defaults filled in).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRecommendSettings(self, request, context):
+        """UpdateRecommendSettings replaces the tenant's settings; zero values mean the defaults. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingRun(self, request, context):
+        """GetTrainingRun returns one training run, or the latest when run_id is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecommendationStats(self, request, context):
+        """GetRecommendationStats returns online figures per scenario and recommender: items served,
+        clicks, conversions (purchases of a clicked item within the attribution window), CTR, CVR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +247,36 @@ def add_RecommendServiceServicer_to_server(servicer, server):
                     servicer.GetIntent,
                     request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentRequest.FromString,
                     response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentResponse.SerializeToString,
+            ),
+            'GetItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetItem,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemResponse.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsResponse.SerializeToString,
+            ),
+            'GetRecommendSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecommendSettings,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsResponse.SerializeToString,
+            ),
+            'UpdateRecommendSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRecommendSettings,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsResponse.SerializeToString,
+            ),
+            'GetTrainingRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingRun,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunResponse.SerializeToString,
+            ),
+            'GetRecommendationStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecommendationStats,
+                    request_deserializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsRequest.FromString,
+                    response_serializer=mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +473,168 @@ class RecommendService:
             '/mcloud.recommend.v1.RecommendService/GetIntent',
             mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentRequest.SerializeToString,
             mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetIntentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/GetItem',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/ListItems',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.ListItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecommendSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/GetRecommendSettings',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRecommendSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/UpdateRecommendSettings',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.UpdateRecommendSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/GetTrainingRun',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecommendationStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.recommend.v1.RecommendService/GetRecommendationStats',
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsRequest.SerializeToString,
+            mcloud_dot_recommend_dot_v1_dot_recommend__pb2.GetRecommendationStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
