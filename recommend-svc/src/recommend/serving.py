@@ -299,6 +299,8 @@ class Serving:
                      ) -> list[feedback_repo.Row]:
         """Store feedback in the caller's transaction and apply what follows from it; the new rows."""
         st = await self.states.get(tenant)
+        if self._served and any(r.recommendation_id for r in rows):
+            await self.flush_served()  # a click right after the list was served finds it
         new = await feedback_repo.record(conn, tenant, rows, st.config, shards=self._shards)
         if not new:
             return new

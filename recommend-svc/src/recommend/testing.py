@@ -6,7 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from mcloud.events.v1 import event_pb2
 from mcloud.recommend.v1 import recommend_pb2 as pb
+from mcloud_common.bus import decode
+from mcloud_common.testing.services import wait_until
 from mcloud_common.timestamps import to_timestamp
 
 P, A = pb.ITEM_KIND_PRODUCT, pb.ITEM_KIND_ACTIVITY
@@ -62,3 +65,22 @@ def feedback(person: str, item_id: str, kind: int, at: datetime | None = None, *
     if at is not None:
         out.occurred_at.CopyFrom(to_timestamp(at))
     return out
+
+
+async def published(redis, tenant: str, type_: str) -> list[event_pb2.Event]:
+    """The recommend events of `type_` for `tenant` on the bus (empty while none)."""
+    out = []
+    async for stream in redis.scan_iter(match="events.recommend.*"):
+        for _, fields in await redis.xrange(stream):
+            event = decode(fields)
+            if event.tenant_id == tenant and event.type == type_:
+                out.append(event)
+    return out
+
+
+async def wait_published(redis, tenant: str, type_: str, count: int = 1) -> list[event_pb2.Event]:
+    async def probe():
+        events = await published(redis, tenant, type_)
+        return events if len(events) >= count else None
+
+    return await wait_until(probe, timeout=10, message=f"{count} {type_}")

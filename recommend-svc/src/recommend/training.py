@@ -178,7 +178,8 @@ async def fail_interrupted(pool: asyncpg.Pool, now: datetime) -> None:
     """Runs left RUNNING or QUEUED by a process that died long ago: failed, so a new one can start."""
     await pool.execute(
         "UPDATE training_runs SET status = $1, finished_at = $2, error = 'interrupted' "
-        "WHERE status IN ($3, $4) AND created_at < $2 - $5::interval", FAILED, now, QUEUED, RUNNING, STALE_RUN)
+        "WHERE status IN ($3, $4) AND created_at < $2::timestamptz - $5::interval",
+        FAILED, now, QUEUED, RUNNING, STALE_RUN)
 
 
 async def due_tenants(pool: asyncpg.Pool) -> list[str]:

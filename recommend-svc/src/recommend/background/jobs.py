@@ -21,8 +21,8 @@ SWEEP_BATCH = 1000
 _HELD_CARTS = """
 SELECT DISTINCT c.tenant_id, c.person FROM carts c
 LEFT JOIN tenant_settings s ON s.tenant_id = c.tenant_id
-WHERE c.added_at <= $1 - make_interval(mins => coalesce((s.spec->>'intent_cart_minutes')::int, 10))
-  AND c.added_at > $1 - make_interval(hours => coalesce((s.spec->>'intent_window_hours')::int, 168))
+WHERE c.added_at <= $1::timestamptz - make_interval(mins => coalesce((s.spec->>'intent_cart_minutes')::int, 10))
+  AND c.added_at > $1::timestamptz - make_interval(hours => coalesce((s.spec->>'intent_window_hours')::int, 168))
   AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.tenant_id = c.tenant_id AND i.person = c.person
                   AND i.expires_at > $1)
 LIMIT $2
