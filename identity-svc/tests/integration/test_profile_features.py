@@ -16,7 +16,13 @@ from identity.app import build
 from identity.background.profiles import lifecycle_pass, make_consumer
 from identity.domain.settings import DEFAULT_SETTINGS
 from identity.repo.profile_updates import fold_merged
-from mcloud.events.v1 import event_pb2, identity_events_pb2, loyalty_events_pb2, messaging_events_pb2
+from mcloud.events.v1 import (
+    event_pb2,
+    identity_events_pb2,
+    loyalty_events_pb2,
+    messaging_events_pb2,
+    recommend_events_pb2,
+)
 from mcloud.identity.v1 import identity_pb2 as pb
 from mcloud.identity.v1 import identity_pb2_grpc
 from mcloud_common.bus import publish
@@ -448,3 +454,23 @@ async def test_loyalty_and_messaging_events_update_the_profile_once_each(clocked
     assert (change.profile_id, change.channel, change.state) == (known, "email", "withdrawn")
     assert (await client.computed(known))["email_opens"] == 2  # nothing was applied twice
     assert consumer.duplicates_total == 1
+
+
+async def test_a_locked_intent_from_recommend_becomes_computed_traits(clocked, db, redis):
+    client, _ = clocked
+    consumer = make_consumer(db, redis, SHARDS, group=f"identity-test-{uuid.uuid4().hex[:8]}")
+    t = client.tenant
+    [known] = await client.ingest(client.identify("u21", email="runner@example.com"))
+    locked_at = datetime(2026, 6, 1, 9, tzinfo=UTC)
+    await publish(redis, [bus_event(t, "intent.locked", known, recommend_events_pb2.IntentLocked(
+        profile_id=known, item_id="pegasus-40", category="running_shoes", cross_categories=["socks"]),
+        at=locked_at, source="recommend")], "recommend", SHARDS)
+
+    async def applied():
+        await consumer.run_once()
+        c = await client.computed(known)
+        return c if c.get("intent_item") else None
+
+    c = await wait_until(applied, timeout=15, message="intent.locked applied")
+    assert c["intent_item"] == "pegasus-40" and c["intent_category"] == "running_shoes"
+    assert datetime.fromisoformat(c["intent_locked_at"]) == locked_at

@@ -4,8 +4,9 @@
   churn_after_days become `churned` (lifecycle.changed published), and RFM recency is re-scored as
   days pass. Set-based, in chunks, each chunk one transaction with its events.
 - the consumer of other services' events that change a profile: loyalty (tier.changed,
-  member.enrolled) and messaging (message.opened / message.clicked engagement, message.unsubscribed
-  consent withdrawal). Exactly once per event id (StreamConsumer), in the consumer's transaction.
+  member.enrolled), messaging (message.opened / message.clicked engagement, message.unsubscribed
+  consent withdrawal) and recommend (intent.locked: the intent_item / intent_category computed traits).
+  Exactly once per event id (StreamConsumer), in the consumer's transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from identity.repo.profile_updates import lifecycle_event
 from identity.repo.profiles import resolve_profile_id
 from identity.repo.segments import mark_dirty
 from identity.settings import IdentitySettings
-from mcloud.events.v1 import event_pb2, loyalty_events_pb2, messaging_events_pb2
+from mcloud.events.v1 import event_pb2, loyalty_events_pb2, messaging_events_pb2, recommend_events_pb2
 from mcloud_common.bus import StreamConsumer, enqueue
 from mcloud_common.clock import Clock
 from mcloud_common.errors import NotFound
@@ -41,8 +42,9 @@ log = get_logger(__name__)
 PASS_INTERVAL_SECONDS = 3600
 CHUNK = 2000
 GROUP = "identity"
-PRODUCERS = ("loyalty", "messaging")
-CONSUMED = ("tier.changed", "member.enrolled", "message.opened", "message.clicked", "message.unsubscribed")
+PRODUCERS = ("loyalty", "messaging", "recommend")
+CONSUMED = ("tier.changed", "member.enrolled", "message.opened", "message.clicked", "message.unsubscribed",
+            "intent.locked")
 
 # Customers with orders whose last order is at least their tenant's churn_after_days old (the
 # default threshold when the tenant never saved settings). `lifecycle_stage <> 'potential'` lets the
@@ -202,6 +204,14 @@ async def handle_event(event: event_pb2.Event, conn: asyncpg.Connection, *, shar
             if engaged.message.channel == "email":
                 counter = "email_opens" if event.type == "message.opened" else "email_clicks"
             status = await conn.execute(_ENGAGED, tenant, p, iso(_occurred(event)), counter)
+            await _changed(conn, tenant, p, status)
+    elif event.type == "intent.locked":
+        locked = recommend_events_pb2.IntentLocked()
+        event.payload.Unpack(locked)
+        if locked.profile_id and (p := await _survivor(conn, event, event.profile_id, locked.profile_id)):
+            status = await conn.execute(_SET, tenant, p, {
+                "intent_item": locked.item_id, "intent_category": locked.category,
+                "intent_locked_at": iso(_occurred(event))})
             await _changed(conn, tenant, p, status)
     elif event.type == "message.unsubscribed":
         unsub = messaging_events_pb2.MessageUnsubscribed()

@@ -19,7 +19,8 @@ from mcloud_common.ids import parse_uuid
 COMPUTED_KEYS = frozenset({
     "order_count", "lifetime_value", "avg_order_value", "first_order_at", "last_order_at", "favourite_category",
     "category_scores", "store_visits", "last_store_visit_at", "rfm", "cart", "last_seen_at", "loyalty_tier",
-    "loyalty_member", "email_opens", "email_clicks", "last_engaged_at",
+    "loyalty_member", "email_opens", "email_clicks", "last_engaged_at", "intent_item", "intent_category",
+    "intent_locked_at",
 })
 LIFECYCLE_STAGES = ("potential", "first_purchase", "repeat", "retained", "churned")
 CONSENT_STATES = ("granted", "denied", "withdrawn")

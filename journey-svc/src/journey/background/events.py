@@ -47,7 +47,7 @@ from mcloud_common.runtime import Runtime
 log = get_logger(__name__)
 
 GROUP = "journey"
-PRODUCERS = ("identity", "loyalty", "messaging")
+PRODUCERS = ("identity", "loyalty", "messaging", "recommend")
 ALWAYS = frozenset({"profile.merged", "profile.erased", "tier.changed", "segment.entered", "segment.exited",
                     "message.opened"})
 REFRESH_SECONDS = 5.0
