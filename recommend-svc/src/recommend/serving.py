@@ -118,7 +118,7 @@ class Serving:
             now = self._clock.now()
             person = await feedback_repo.state(self._pool, tenant, keys, st.config, now,
                                                limit=self._settings.history_limit) if keys else None
-            locked = await self.settle_intent(tenant, keys[0], person, st, now) if person is not None else None
+            locked = await self.settle_intent(tenant, person.resolved, person, st, now) if person is not None else None
             favourite = ""
             if request.profile_id and (person is None or not person.known):
                 favourite = await self._favourite(tenant, request.profile_id)
@@ -242,7 +242,7 @@ class Serving:
         st = await self.states.get(tenant)
         now = self._clock.now()
         person = await feedback_repo.state(self._pool, tenant, keys, st.config, now, limit=self._settings.history_limit)
-        locked = await self.settle_intent(tenant, keys[0], person, st, now)
+        locked = await self.settle_intent(tenant, person.resolved, person, st, now)
         out = pb.Intent()
         if locked is not None:
             item_id, category, score, targets, locked_at, expires_at = locked
@@ -314,7 +314,7 @@ class Serving:
                 person = await feedback_repo.state(conn, tenant, [p], st.config, now,
                                                    limit=self._settings.history_limit)
                 await self.settle_intent(tenant, p, person, st, now, conn=conn)
-        await self.invalidate(tenant, people)
+        await self.invalidate(tenant, people + sorted({ANON + r.anonymous_id for r in new if r.anonymous_id}))
         return new
 
     async def invalidate(self, tenant: str, people: Sequence[str]) -> None:

@@ -149,9 +149,20 @@ async def bus(recommend_db, redis, clock, recommend):
     await pool.close()
 
 
-def track(tenant: str, profile_id: str, name: str, props: dict, clock) -> event_pb2.Event:
+def track(tenant: str, profile_id: str, name: str, props: dict, clock, anonymous_id: str = "") -> event_pb2.Event:
     return event_pb2.Event(id=new_id_str(), tenant_id=tenant, type="track", name=name, profile_id=profile_id,
-                           properties_json=orjson.dumps(props).decode(), occurred_at=to_timestamp(clock.now()))
+                           anonymous_id=anonymous_id, properties_json=orjson.dumps(props).decode(),
+                           occurred_at=to_timestamp(clock.now()))
+
+
+async def test_a_storefront_knowing_only_the_device_id_gets_the_profiles_recommendations(shop, bus, clock):
+    t, profile, device = shop.tenant, str(uuid.uuid4()), f"device-{uuid.uuid4()}"
+    cold = await shop.call("Recommend", pb.RecommendRequest(anonymous_id=device, count=4))
+    assert cold.cold_start
+    await bus("identity", track(t, profile, "Product Viewed", {"product_id": "ghost-15"}, clock, anonymous_id=device))
+    warm = await shop.call("Recommend", pb.RecommendRequest(anonymous_id=device, count=4))  # the cache was dropped
+    assert not warm.cold_start and warm.items[0].recommender == "session"
+    assert "Ghost 15" in warm.items[0].explanation
 
 
 async def test_behaviour_events_feed_recommendations_merges_and_erasure(shop, bus, clock, db):

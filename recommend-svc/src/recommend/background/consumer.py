@@ -10,6 +10,7 @@ A stream read's feedback is stored together, per tenant; merges and erasures kee
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import UTC
 
 import asyncpg
@@ -66,11 +67,12 @@ class Events:
         at = event.occurred_at.ToDatetime(tzinfo=UTC) if event.HasField("occurred_at") else None
         if at is None:
             return []
+        anon = event.anonymous_id if not person.startswith(ANON) and len(event.anonymous_id) <= 200 else ""
         if event.type == "message.clicked":
             clicked = messaging_events_pb2.MessageClicked()
             event.payload.Unpack(clicked)
             item = _item_id(clicked.item_id)
-            return [Row(event.id, person, item, CLICK, 0.0, at, 1, clicked.recommendation_id)] if item else []
+            return [Row(event.id, person, item, CLICK, 0.0, at, 1, clicked.recommendation_id, anon)] if item else []
         try:
             props = orjson.loads(event.properties_json or "{}")
         except orjson.JSONDecodeError:
@@ -83,14 +85,14 @@ class Events:
                 if isinstance(line, dict) and (item := _item_id(line.get("product_id") or line.get("sku"))):
                     qty = line.get("quantity")
                     qty = int(qty) if isinstance(qty, int | float) and 1 <= qty <= 10_000 else 1
-                    out.append(Row(f"{event.id}:{n}", person, item, PURCHASE, 0.0, at, qty))
+                    out.append(Row(f"{event.id}:{n}", person, item, PURCHASE, 0.0, at, qty, "", anon))
             return out
         item = _item_id(props.get("product_id") or props.get("sku"))
         if not item:
             return []
         kind = VIEW if event.type == "page" else TRACKED[event.name]
         rec = props.get("recommendation_id")
-        return [Row(event.id, person, item, kind, 0.0, at, 1, rec if isinstance(rec, str) else "")]
+        return [Row(event.id, person, item, kind, 0.0, at, 1, rec if isinstance(rec, str) else "", anon)]
 
     async def handle(self, event: event_pb2.Event, conn: asyncpg.Connection) -> None:
         await self.handle_batch([event], conn)
@@ -101,8 +103,7 @@ class Events:
         async def flush() -> None:
             for tenant, rows in pending.items():
                 st = await self._serving.states.get(tenant)
-                weighted = [r if r.weight else Row(r.event_id, r.person, r.item_id, r.kind, st.config.weight(r.kind),
-                                                   r.occurred_at, r.quantity, r.recommendation_id) for r in rows]
+                weighted = [r if r.weight else replace(r, weight=st.config.weight(r.kind)) for r in rows]
                 await self._serving.record(conn, tenant, weighted)
             pending.clear()
 

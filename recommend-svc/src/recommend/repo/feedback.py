@@ -27,6 +27,7 @@ class Row:
     occurred_at: datetime
     quantity: int = 1
     recommendation_id: str = ""
+    anonymous_id: str = ""  # the device id of a profile's event: remembered as an alias of the profile
 
 
 @dataclass
@@ -34,6 +35,7 @@ class PersonState:
     """What serving needs to know about a person (one or more person keys read together)."""
 
     keys: list[str]
+    resolved: str = ""  # the profile an anonymous-only request was recognised as (via an alias), else keys[0]
     history: list[Signal] = field(default_factory=list)  # newest first
     cart: dict[str, datetime] = field(default_factory=dict)
     purchases: dict[str, datetime] = field(default_factory=dict)  # item -> last bought
@@ -67,6 +69,14 @@ async def record(conn: asyncpg.Connection, tenant: str, rows: Sequence[Row], con
         [r.kind for r in unique], [r.weight for r in unique], [r.quantity for r in unique],
         [r.recommendation_id for r in unique], [r.occurred_at for r in unique])}
     new = [r for r in unique if r.event_id in inserted]
+    aliases = {r.anonymous_id: r for r in new if r.anonymous_id and not r.person.startswith(events.ANON)}
+    if aliases:
+        await conn.execute(
+            "INSERT INTO person_aliases (tenant_id, anonymous_id, person, updated_at) "
+            "SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[]) "
+            "ON CONFLICT (tenant_id, anonymous_id) DO UPDATE SET person = EXCLUDED.person, "
+            "updated_at = EXCLUDED.updated_at WHERE person_aliases.updated_at <= EXCLUDED.updated_at",
+            tenant, list(aliases), [r.person for r in aliases.values()], [r.occurred_at for r in aliases.values()])
     if not new:
         return []
     added = [r for r in new if r.kind == ADD_TO_CART]
@@ -126,18 +136,25 @@ async def _clicks(conn: asyncpg.Connection, tenant: str, clicks: Sequence[Row], 
 
 
 _STATE = """
+WITH k AS (
+  SELECT unnest($2::text[]) AS person
+  UNION
+  SELECT person FROM person_aliases WHERE tenant_id = $1 AND anonymous_id = ANY($7::text[]))
 SELECT
+  (SELECT array_agg(person) FROM k) AS keys,
   (SELECT coalesce(array_agg(row(h.item_id, h.kind, h.weight, h.occurred_at) ORDER BY h.occurred_at DESC), '{}')
      FROM (SELECT item_id, kind, weight, occurred_at FROM interactions
-           WHERE tenant_id = $1 AND person = ANY($2::text[]) ORDER BY occurred_at DESC LIMIT $3) h) AS history,
+           WHERE tenant_id = $1 AND person IN (SELECT person FROM k) ORDER BY occurred_at DESC LIMIT $3) h) AS history,
   (SELECT coalesce(array_agg(row(item_id, added_at)), '{}') FROM carts
-     WHERE tenant_id = $1 AND person = ANY($2::text[])) AS cart,
+     WHERE tenant_id = $1 AND person IN (SELECT person FROM k)) AS cart,
   (SELECT coalesce(array_agg(row(x.item_id, x.kind, x.at)), '{}') FROM (
      SELECT item_id, kind, max(occurred_at) AS at FROM interactions
-     WHERE tenant_id = $1 AND person = ANY($2::text[]) AND kind = ANY($4::smallint[]) AND occurred_at > $5
+     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND kind = ANY($4::smallint[])
+       AND occurred_at > $5
      GROUP BY item_id, kind) x) AS marks,
   (SELECT row(item_id, category, score, cross_categories, locked_at, expires_at) FROM intents
-     WHERE tenant_id = $1 AND person = ANY($2::text[]) AND expires_at > $6 ORDER BY locked_at DESC LIMIT 1) AS intent
+     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND expires_at > $6
+     ORDER BY locked_at DESC LIMIT 1) AS intent
 """
 
 
@@ -145,8 +162,11 @@ async def state(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, keys: list
                 now: datetime, *, limit: int) -> PersonState:
     """A person's latest interactions, cart, purchases and dismissals still in force, and locked intent."""
     horizon = now - timedelta(days=max(config.exclude_purchased_days, config.dismiss_days, 365))
-    r = await conn.fetchrow(_STATE, tenant, keys, limit, [PURCHASE, DISMISS], horizon, now)
-    out = PersonState(keys=keys)
+    anonymous = [k[len(events.ANON):] for k in keys if k.startswith(events.ANON)]
+    r = await conn.fetchrow(_STATE, tenant, keys, limit, [PURCHASE, DISMISS], horizon, now, anonymous)
+    profiles = [k for k in r["keys"] or () if not k.startswith(events.ANON)]
+    resolved = keys[0] if not keys[0].startswith(events.ANON) else (min(profiles) if profiles else keys[0])
+    out = PersonState(keys=keys, resolved=resolved)
     out.history = [Signal(item_id, kind, weight, at) for item_id, kind, weight, at in r["history"]]
     out.cart = {item_id: at for item_id, at in r["cart"]}
     dismiss_since = now - timedelta(days=config.dismiss_days)

@@ -27,9 +27,12 @@ async def merge(conn: asyncpg.Connection, tenant: str, from_id: str, into_id: st
     await conn.execute("DELETE FROM intents WHERE tenant_id = $1 AND person = $2", tenant, from_id)
     await conn.execute("UPDATE clicks SET person = $3 WHERE tenant_id = $1 AND person = $2", tenant, from_id, into_id)
     await conn.execute("UPDATE served SET person = $3 WHERE tenant_id = $1 AND person = $2", tenant, from_id, into_id)
+    await conn.execute("UPDATE person_aliases SET person = $3 WHERE tenant_id = $1 AND person = $2", tenant, from_id,
+                       into_id)
 
 
 async def erase(conn: asyncpg.Connection, tenant: str, person: str) -> None:
-    """Everything recommend holds about the person: interactions, cart, intent, clicks, served lists."""
-    for table in ("interactions", "carts", "intents", "clicks", "served"):
+    """Everything recommend holds about the person: interactions, cart, intent, clicks, served lists, the
+    anonymous ids known to be theirs."""
+    for table in ("interactions", "carts", "intents", "clicks", "served", "person_aliases"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND person = $2", tenant, person)

@@ -62,6 +62,16 @@ def upgrade() -> None:
     );
     CREATE INDEX interactions_person ON interactions (tenant_id, person, occurred_at DESC);
     CREATE INDEX interactions_time ON interactions (tenant_id, occurred_at);
+    -- an anonymous id identity resolved to a profile (learned from the events): a storefront that only
+    -- knows the visitor's device id still gets the profile's recommendations
+    CREATE TABLE person_aliases (
+        tenant_id uuid NOT NULL,
+        anonymous_id text NOT NULL,
+        person text NOT NULL,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (tenant_id, anonymous_id)
+    );
+    CREATE INDEX person_aliases_person ON person_aliases (tenant_id, person);
     CREATE TABLE carts (
         tenant_id uuid NOT NULL,
         person text NOT NULL,
@@ -151,5 +161,5 @@ def downgrade() -> None:
     _each("""
     DROP TABLE clicks; DROP TABLE impressions_daily; DROP TABLE served; DROP TABLE models;
     DROP TABLE training_runs; DROP TABLE tenant_settings; DROP TABLE intents; DROP TABLE carts;
-    DROP TABLE interactions; DROP TABLE catalog_versions; DROP TABLE items;
+    DROP TABLE interactions; DROP TABLE person_aliases; DROP TABLE catalog_versions; DROP TABLE items;
     """)
