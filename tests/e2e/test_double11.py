@@ -27,7 +27,7 @@ import httpx
 import orjson
 import pytest
 
-from mcloud_cli.stack import start_stack
+from mcloud_cli.stack import OffsetClock, start_stack
 from mcloud_common.testing.services import wait_until
 from messaging.testing import SmtpSink
 
@@ -38,20 +38,9 @@ LAUNCH = datetime(2027, 1, 10, 10, 0, tzinfo=UTC) - SHANGHAI  # 10:00 in Shangha
 REMINDER = LAUNCH + timedelta(days=5)
 
 
-class Clock:
-    """The stack's clock: real time shifted by the seconds in a file every process reads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.write_text("0")
-
-    def set(self, when: datetime) -> None:
-        self.path.write_text(str((when - datetime.now(UTC)).total_seconds()))
-
-
 @pytest.fixture(scope="module")
-def clock(tmp_path_factory) -> Clock:
-    return Clock(tmp_path_factory.mktemp("clock") / "offset")
+def clock(tmp_path_factory) -> OffsetClock:
+    return OffsetClock(tmp_path_factory.mktemp("clock") / "offset")
 
 
 @pytest.fixture(scope="module")

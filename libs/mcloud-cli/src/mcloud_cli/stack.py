@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mcloud_cli.children import die_with_parent_hook, tail
@@ -29,6 +30,21 @@ from mcloud_cli.servers import stop_embedded
 from mcloud_cli.state import read_state, remove_state
 
 # starting ---------------------------------------------------------------------------------------
+
+
+class OffsetClock:
+    """A stack's clock for tests: real time shifted by the seconds in a file every process reads
+    (`mcloud up --clock-offset-file PATH`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.write_text("0")
+
+    def set(self, when: datetime) -> None:
+        self.path.write_text(str((when - datetime.now(UTC)).total_seconds()))
+
+    def advance(self, by: timedelta) -> None:
+        self.path.write_text(str(float(self.path.read_text() or 0) + by.total_seconds()))
 
 
 class StackStartError(RuntimeError):
