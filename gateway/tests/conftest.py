@@ -263,3 +263,64 @@ async def messaging_client(gateway_db, redis_url, messaging_port) -> AsyncIterat
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
             yield http
+
+
+RECOMMEND_T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def recommend_clock() -> ManualClock:
+    """The recommend service's clock (starts at RECOMMEND_T0). Shared by a module's tests: only move it forward."""
+    return ManualClock(RECOMMEND_T0)
+
+
+@pytest.fixture(scope="module")
+async def recommend_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
+    """A fake identity service shared by a module's recommend tests: put profiles into `profiles` (by tenant and
+    id) and the gateway resolves their type:value identifiers."""
+    servicer = FakeIdentity()
+
+    def register(server):
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
+        return ["mcloud.identity.v1.IdentityService"]
+
+    service = GrpcService("identity", "127.0.0.1:0", register, grace=0.1)
+    port = await service.start()
+    try:
+        yield servicer, port
+    finally:
+        await service.stop()
+
+
+@pytest.fixture(scope="module")
+async def recommend_port(make_database, redis_url, recommend_clock, recommend_identity) -> AsyncIterator[int]:
+    """A real recommend service (no bus consumer, no scheduled training) on a free port, with its own migrated
+    database."""
+    from recommend.app import MIGRATIONS as RECOMMEND_MIGRATIONS
+    from recommend.app import build as build_recommend
+    from recommend.settings import RecommendSettings
+
+    _, identity_port = recommend_identity
+    db = await make_database("recommend", migrations=RECOMMEND_MIGRATIONS)
+    # popularity refreshed (in the background) as soon as feedback arrived, rather than at most every 10 s
+    settings = RecommendSettings(database_url=db, redis_url=redis_url, grpc_port=0, refresh_seconds=0.05,
+                                 identity_target=f"127.0.0.1:{identity_port}")
+    async with running_service(build_recommend, settings, clock=recommend_clock, jobs=False) as (service, _):
+        yield service.port
+
+
+@pytest.fixture(scope="module")
+async def recommend_client(
+    gateway_db, redis_url, recommend_port, recommend_identity
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway in front of the real recommend service and the module's fake identity; the other services are
+    absent."""
+    _, identity_port = recommend_identity
+    values = {f"{name}_target": f"127.0.0.1:{free_port()}" for name in SERVICES}
+    values["recommend_target"] = f"127.0.0.1:{recommend_port}"
+    values["identity_target"] = f"127.0.0.1:{identity_port}"
+    app = create_app(GatewaySettings(database_url=gateway_db, redis_url=redis_url, key_cache_seconds=0, **values))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http

@@ -27,6 +27,7 @@ from mcloud.loyalty.v1 import loyalty_pb2, loyalty_pb2_grpc
 from mcloud.recommend.v1 import recommend_pb2, recommend_pb2_grpc
 from mcloud_common import errors
 from mcloud_common.embedded import free_port
+from mcloud_common.grpc_client import make_channel, tenant_metadata
 from mcloud_common.grpc_server import GrpcService, tenant_id
 from mcloud_common.testing.services import running_service
 from mcloud_common.timestamps import to_timestamp
@@ -56,7 +57,7 @@ async def identity_port(make_database, redis_url) -> AsyncIterator[int]:
 
 @pytest.fixture(scope="module")
 async def real_loyalty_and_recommend(make_database, redis_url) -> AsyncIterator[tuple[int, int]]:
-    """loyalty-svc and recommend-svc as their build() makes them today (RPCs not implemented yet)."""
+    """loyalty-svc and recommend-svc as their build() makes them."""
     loyalty_db = await make_database("loyalty", migrations=LOYALTY_MIGRATIONS)
     recommend_db = await make_database("recommend", migrations=RECOMMEND_MIGRATIONS)
     async with (
@@ -191,11 +192,14 @@ def assert_identity_parts(view: dict, rachel: dict) -> None:
 # ---- degrade paths -------------------------------------------------------------------------------
 
 
-async def test_view_shows_no_membership_and_degrades_while_recommend_is_not_implemented(
-    gateway, make_tenant, real_loyalty_and_recommend
-):
+async def test_view_shows_no_membership_and_what_the_tablet_can_sell(gateway, make_tenant, real_loyalty_and_recommend):
     loyalty_port, recommend_port = real_loyalty_and_recommend
     tenant = await make_tenant()
+    items = [recommend_pb2.Item(id="sock-1", title="Run socks", categories=["socks"], in_stock=True),
+             recommend_pb2.Item(id="jacket-1", title="Rain jacket", categories=["jackets"], in_stock=False)]
+    async with make_channel(f"127.0.0.1:{recommend_port}") as channel:
+        await recommend_pb2_grpc.RecommendServiceStub(channel).UpsertItems(
+            recommend_pb2.UpsertItemsRequest(items=items), metadata=tenant_metadata(tenant.tenant_id))
     async with gateway(loyalty=loyalty_port, recommend=recommend_port) as client:
         rachel = await rachel_browses(client, tenant)
         r = await client.get(f"/v1/clerk/email:{rachel['email']}", headers=bearer(tenant.secret_key))
@@ -203,8 +207,9 @@ async def test_view_shows_no_membership_and_degrades_while_recommend_is_not_impl
     view = r.json()
     assert_identity_parts(view, rachel)
     # the tenant has no loyalty program: loyalty answers "not a member", which is not an outage
-    assert view["loyalty"] is None and view["recommendations"] == [] and view["recommendation_id"] is None
-    assert view["unavailable"] == ["recommend"]
+    assert view["loyalty"] is None and view["unavailable"] == []
+    # the store tablet shows what is in stock
+    assert [i["item_id"] for i in view["recommendations"]] == ["sock-1"] and view["recommendation_id"]
 
 
 async def test_view_degrades_when_loyalty_and_recommend_are_down(gateway, make_tenant):

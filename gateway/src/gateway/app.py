@@ -17,6 +17,7 @@ from gateway.openapi import install_openapi
 from gateway.ratelimit import RateLimiter
 from gateway.resources import Resources
 from gateway.routes import (
+    catalog,
     clerk,
     coupons,
     health,
@@ -31,6 +32,7 @@ from gateway.routes import (
     privacy,
     profile_admin,
     profiles,
+    recommendations,
     rewards,
     segments,
     templates,
@@ -59,8 +61,8 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
   Basic user name with an empty password, as `Authorization: Bearer wk_...`, or as `writeKey` in the body.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
   (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
-  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`;
-  `admin` implies all).
+  `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`,
+  `recommend:read`, `recommend:write`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -123,6 +125,18 @@ TAGS = [
         "name": "message tracking",
         "description": "Public links inside messages: open pixel, click redirect, one-click unsubscribe (RFC 8058), "
         "preference page, and providers' delivery webhooks (signature checked). No API key.",
+    },
+    {
+        "name": "catalog",
+        "description": "The items recommendations are made of: products, activities (events such as a city "
+        "marathon) and content, written in bulk by id. Prices are decimal major units with a `currency`. "
+        "`recommend:read` / `recommend:write`.",
+    },
+    {
+        "name": "recommendations",
+        "description": "What a person should see per scenario (home, product page, cart, email, store tablet), "
+        "similar items, feedback (views, carts, purchases, clicks, dismissals), purchase intent, model retraining "
+        "and its offline metrics, settings, and online CTR and conversion. `recommend:read` / `recommend:write`.",
     },
     {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
     {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
@@ -208,6 +222,8 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(message_people.router)
     app.include_router(message_tracking.router)
+    app.include_router(catalog.router)
+    app.include_router(recommendations.router)
     app.include_router(clerk.router)
     app.include_router(privacy.router)
     app.include_router(imports.router)

@@ -18,6 +18,7 @@ from mcloud.identity.v1 import identity_pb2_grpc
 from mcloud.journey.v1 import journey_pb2_grpc
 from mcloud.loyalty.v1 import loyalty_pb2_grpc
 from mcloud.messaging.v1 import messaging_pb2_grpc
+from mcloud.recommend.v1 import recommend_pb2_grpc
 from mcloud_common.clock import Clock, SystemClock
 
 
@@ -59,6 +60,13 @@ class Resources:
             stub = self._messaging = messaging_pb2_grpc.MessagingServiceStub(self.channels["messaging"])
         return stub
 
+    @property
+    def recommend(self) -> recommend_pb2_grpc.RecommendServiceStub:
+        stub = getattr(self, "_recommend", None)
+        if stub is None:
+            stub = self._recommend = recommend_pb2_grpc.RecommendServiceStub(self.channels["recommend"])
+        return stub
+
 
 def get_resources(request: Request) -> Resources:
     return request.app.state.resources
@@ -93,3 +101,10 @@ def get_messaging(request: Request) -> messaging_pb2_grpc.MessagingServiceStub:
 
 
 MessagingDep = Annotated[messaging_pb2_grpc.MessagingServiceStub, Depends(get_messaging)]
+
+
+def get_recommend(request: Request) -> recommend_pb2_grpc.RecommendServiceStub:
+    return request.app.state.resources.recommend
+
+
+RecommendDep = Annotated[recommend_pb2_grpc.RecommendServiceStub, Depends(get_recommend)]

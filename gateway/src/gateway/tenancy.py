@@ -41,6 +41,8 @@ KNOWN_SCOPES = frozenset(
         "journeys:write",
         "messaging:read",
         "messaging:write",
+        "recommend:read",
+        "recommend:write",
         ADMIN,
     }
 )
