@@ -30,7 +30,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,7 +61,7 @@ class Interaction(NamedTuple):
 @dataclass(frozen=True)
 class AlsParams:
     factors: int = 64
-    regularization: float = 0.05
+    regularization: float = 10.0
     alpha: float = 2.0
     iterations: int = 15
 
@@ -92,8 +92,8 @@ class Report:
     recommendations: dict[str, list[tuple[str, list[str]]]] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
-        data = asdict(self)
-        del data["recommendations"]
+        """Everything but the recommendations, JSON-ready."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recommendations"}
         data["results"] = [asdict(r) for r in self.results]
         return data
 

@@ -28,7 +28,8 @@ class RecommendSettings(ServiceSettings):
     history_limit: int = Field(200, ge=10, le=5000, description="a person's latest interactions read per request")
     als_factors: int = Field(64, ge=4, le=512)
     als_iterations: int = Field(15, ge=1, le=100)
-    als_regularization: float = Field(0.05, ge=0)
+    als_regularization: float = Field(10.0, ge=0, description="ALS L2 regularization (10: robust on small and "
+                                      "mid-sized catalogues, see EVALUATION.md)")
     als_alpha: float = Field(2.0, gt=0)
     neighbors: int = Field(50, ge=5, le=500, description="similar items kept per item")
     served_retention_days: int = Field(30, ge=1, description="served lists kept for click attribution and stats")

@@ -19,6 +19,7 @@ from mcloud_cli.config import (
     StackPorts,
 )
 from mcloud_cli.identity_import import identity_app
+from mcloud_cli.recommend_cli import recommend_app
 from mcloud_cli.stack import probe_stack, stop_stack
 from mcloud_cli.state import read_state
 
@@ -26,6 +27,7 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 tenant_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(identity_app, name="identity")
+app.add_typer(recommend_app, name="recommend")
 
 Home = Annotated[Path, typer.Option("--home", envvar="MCLOUD_HOME", help="Folder of the stack's data, logs "
                                     "and state.", file_okay=False)]

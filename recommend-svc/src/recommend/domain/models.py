@@ -210,7 +210,9 @@ def train_als(csr: scipy.sparse.csr_matrix, *, factors: int = 64, regularization
     from threadpoolctl import threadpool_limits
 
     confidence = scipy.sparse.csr_matrix(csr, dtype=np.float32, copy=True)
-    confidence.data = 1.0 + alpha * np.maximum(confidence.data, 0)
+    confidence.data[confidence.data < 0] = 0  # implicit would read a stored cell as a positive preference
+    confidence.eliminate_zeros()
+    confidence.data = 1.0 + alpha * confidence.data
     n_people, n_items = confidence.shape
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=1.0,
