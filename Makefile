@@ -43,3 +43,4 @@ bench: install ## benchmarks; writes bench/REPORT.md
 	$(VENV)/python -m bench.loyalty
 	$(VENV)/python -m bench.journey
 	$(VENV)/python -m bench.messaging
+	$(VENV)/python -m bench.recommend --rates 25,50,100,250,500,1000
