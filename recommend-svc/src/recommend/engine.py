@@ -24,6 +24,7 @@ from recommend.repo.feedback import PersonState
 SCENARIO_NAMES = {pb.SCENARIO_UNSPECIFIED: "home", pb.SCENARIO_HOME: "home", pb.SCENARIO_PRODUCT_PAGE: "product_page",
                   pb.SCENARIO_CART: "cart", pb.SCENARIO_EMAIL: "email", pb.SCENARIO_STORE_TABLET: "store_tablet"}
 SEEDS = 10  # latest distinct items a person's similar items start from
+CONTENT_WEIGHT = 0.35  # content similarity next to co-occurrence (cosine, both in 0..1)
 CROSS_CATEGORIES = 3
 
 
@@ -131,27 +132,18 @@ class Recommenders:
 
     # --- building blocks ------------------------------------------------------------------------
 
-    def similar_scores(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Co-occurrence neighbours (when a model exists) plus content similarity, per catalogue item."""
-        n = len(self.c)
-        out = self.c.content_scores(seeds, weights) * 0.35
-        if self.s.neighbors is not None and len(seeds):
-            out = out + models.neighbor_scores(self.s.neighbors, seeds, weights, n)
-        return out
-
-    def _seed_for(self, cand: int, seeds: np.ndarray, weights: np.ndarray) -> int:
-        """The seed that explains `cand` best (its own weight x similarity)."""
-        if len(seeds) == 1:
-            return int(seeds[0])
-        feats = self.c.features
-        sims = np.asarray((feats[seeds] @ feats[cand].T).todense()).ravel() * 0.35
-        if self.s.neighbors is not None:
-            for k, s in enumerate(seeds):
-                row = self.s.neighbors.indices[s]
-                hit = np.nonzero(row == cand)[0]
-                if len(hit):
-                    sims[k] += self.s.neighbors.scores[s, hit[0]]
-        return int(seeds[int(np.argmax(sims * weights))])
+    def similarity(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Each seed's weighted similarity to every item, float32 [len(seeds), n]: co-occurrence
+        neighbours (when a model exists) plus content similarity. Summed over seeds it ranks; its
+        argmax over seeds says which seed explains an item."""
+        out = self.c.content_similarity(seeds) * CONTENT_WEIGHT
+        nb = self.s.neighbors
+        if nb is not None and len(seeds):
+            rows = nb.indices[seeds]
+            valid = rows >= 0
+            k = np.repeat(np.arange(len(seeds)), rows.shape[1]).reshape(rows.shape)
+            np.add.at(out, (k[valid], rows[valid]), nb.scores[seeds][valid])
+        return out * weights[:, None].astype(np.float32)
 
     def cross_targets(self, item: int) -> list[str]:
         """Categories that complement `item`: the tenant's complements for its most specific category
@@ -191,7 +183,7 @@ class Recommenders:
             return []
         weights = np.ones(len(anchors), dtype=np.float32)
         anchor_idx = np.array(anchors, dtype=np.int64)
-        base = self.similar_scores(anchor_idx, weights) + 0.2 * self.s.popular_norm + 1e-3
+        base = self.similarity(anchor_idx, weights).sum(axis=0) + 0.2 * self.s.popular_norm + 1e-3
         per_target = []
         for t in targets:
             mask = allowed & self.c.in_categories([t])
@@ -214,11 +206,10 @@ class Recommenders:
         w = w / max(float(w.max()), 1e-6) * recency
         mask = allowed.copy()
         mask[idx] = False
-        out = []
-        for i, sc in _ranked(self.similar_scores(idx, w), mask, limit):
-            seed = self._seed_for(i, idx, w)
-            out.append(Pick(i, sc, name, f"{verb} {self.c.title(seed)}"))
-        return out
+        per_seed = self.similarity(idx, w)
+        best_seed = per_seed.argmax(axis=0)
+        return [Pick(i, sc, name, f"{verb} {self.c.title(int(idx[best_seed[i]]))}")
+                for i, sc in _ranked(per_seed.sum(axis=0), mask, limit)]
 
     def personalized(self, seeds: Seeds, allowed: np.ndarray, limit: int) -> list[Pick]:
         f = self.s.factors

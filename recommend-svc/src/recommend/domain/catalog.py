@@ -118,12 +118,12 @@ class Catalog:
                 m[i] = False
         return m
 
-    def content_scores(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Cosine similarity of every item's content to the weighted seeds (float32 [n])."""
+    def content_similarity(self, seeds: np.ndarray) -> np.ndarray:
+        """Cosine similarity of every item's content to each seed: float32 [len(seeds), n]."""
         if not len(seeds):
-            return np.zeros(len(self), dtype=np.float32)
-        profile = sp.csr_matrix(weights.astype(np.float32)) @ self.features[seeds]
-        return np.asarray((self.features @ profile.T).todense()).ravel().astype(np.float32)
+            return np.zeros((0, len(self)), dtype=np.float32)
+        sims = self.features @ self.features[seeds].T  # sparse [n, seeds]
+        return np.asarray(sims.toarray().T, dtype=np.float32)
 
     def interest(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A person's interest over content features (dense [n_features]) from what they interacted with."""
