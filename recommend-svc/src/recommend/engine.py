@@ -165,14 +165,14 @@ class Recommenders:
                     learned[other] = learned.get(other, 0.0) + float(sc)
         if learned:
             return [c for c, _ in sorted(learned.items(), key=lambda kv: (-kv[1], kv[0]))][:CROSS_CATEGORIES]
-        if len(cats) >= 2:
-            siblings: dict[str, float] = {}
-            for j in self.c.by_category.get(cats[0], ()):
-                other = self.c.leaf[j]
-                if other and other != leaf and other not in own:
-                    siblings[other] = siblings.get(other, 0.0) + float(self.s.popular[j]) + 1e-3
-            return [c for c, _ in sorted(siblings.items(), key=lambda kv: (-kv[1], kv[0]))][:CROSS_CATEGORIES]
-        return []
+        members = self.c.by_category.get(cats[0]) if len(cats) >= 2 else None
+        if members is None:
+            return []
+        sums = np.bincount(self.c.leaf_code[members], weights=self.s.popular[members] + 1e-3,
+                           minlength=len(self.c.leaf_names))
+        siblings = [(-sums[code], name) for code, name in enumerate(self.c.leaf_names)
+                    if sums[code] > 0 and name and name != leaf and name not in own]
+        return [name for _, name in sorted(siblings)[:CROSS_CATEGORIES]]
 
     # --- recommenders -----------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ class Serving:
         self._settings = settings
         self._shards = settings.stream_shards
         self._identity = identity
-        self.states = States(pool, clock, settings.refresh_seconds)
+        self.states = States(pool, clock, settings.refresh_seconds, settings.popularity_seconds)
         self._served: list[_Served] = []
         self._favourites: dict[tuple[str, str], tuple[float, str]] = {}
 
@@ -304,7 +304,7 @@ class Serving:
         new = await feedback_repo.record(conn, tenant, rows, st.config, shards=self._shards)
         if not new:
             return new
-        self.states.touched(tenant)
+        self.states.feed(tenant, new)
         people = sorted({r.person for r in new})
         carts = {r["person"] for r in await conn.fetch(
             "SELECT DISTINCT person FROM carts WHERE tenant_id = $1 AND person = ANY($2::text[])", tenant, people)}

@@ -17,8 +17,10 @@ class RecommendSettings(ServiceSettings):
                                  "of people new to recommend)")
     cache_ttl_seconds: int = Field(600, ge=1, description="how long a person's served lists stay cached in Valkey "
                                    "(feedback from the person drops them at once)")
-    refresh_seconds: float = Field(10, gt=0, description="how often popularity, trending and the catalogue are "
-                                   "refreshed in memory when they changed")
+    refresh_seconds: float = Field(10, gt=0, description="how often each replica checks whether a tenant's "
+                                   "catalogue, settings or model changed (and reloads what did)")
+    popularity_seconds: float = Field(300, gt=0, description="how often popularity and trending are recomputed "
+                                      "from the log (in between, the feedback a replica records counts at once)")
     retrain_interval_seconds: float = Field(3600, gt=0, description="scheduled model training per tenant with new "
                                             "interactions")
     intent_sweep_seconds: float = Field(15, gt=0, description="how often carts are checked for intents that "

@@ -1,8 +1,8 @@
 """Each tenant's serving state, kept in memory and refreshed in the background: the catalogue (reloaded
-when its version moves), popularity and trending (recomputed when feedback arrived, at most every
-`refresh_seconds`, and at least every minute for feedback other replicas took), the trained model (when
-a newer one is stored) and the tenant's settings. Requests never wait for a refresh, only for the
-first load of a tenant."""
+when its version moves), the trained model (when a newer one is stored), the tenant's settings (cheap
+checks every `refresh_seconds`), and popularity and trending: recomputed from the log every
+`popularity_seconds`, and in between fed in memory by the feedback this process records. Requests never
+wait for a refresh, only for the first load of a tenant."""
 
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ from recommend.repo import items as item_repo
 from recommend.repo import settings as settings_repo
 
 log = get_logger(__name__)
-FULL_REFRESH_SECONDS = 60.0
 
+# popular: positive feedback weight over 30 days; trending: the same, halving every half-life (a hash
+# aggregate over the tenant's month of log: no sort, no per-person distinct)
 _POPULARITY = """
-SELECT item_id,
-       count(DISTINCT person) FILTER (WHERE weight > 0) AS people,
+SELECT item_id, sum(greatest(weight, 0))::real AS popular,
        sum(greatest(weight, 0) * exp(-0.6931471805599453 * extract(epoch FROM ($2 - occurred_at)) / $4))
-           FILTER (WHERE occurred_at > $2 - make_interval(hours => $5)) AS trend
+           FILTER (WHERE occurred_at > $2 - make_interval(hours => $5))::real AS trend
 FROM interactions
 WHERE tenant_id = $1 AND occurred_at > $3 AND occurred_at <= $2 AND kind <> $6
 GROUP BY item_id
@@ -41,18 +41,18 @@ GROUP BY item_id
 @dataclass
 class _Slot:
     state: engine.TenantState | None = None
-    model_at: float = 0.0
-    refreshed: float = 0.0
-    dirty: bool = False
+    checked: float = 0.0  # monotonic time of the last look at versions
+    popularity_at: float = 0.0  # monotonic time popularity was last recomputed from the log
     task: asyncio.Task | None = None
     lock: asyncio.Lock | None = None
 
 
 class States:
-    def __init__(self, pool: asyncpg.Pool, clock: Clock, refresh_seconds: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock, refresh_seconds: float, popularity_seconds: float) -> None:
         self._pool = pool
         self._clock = clock
         self._refresh = refresh_seconds
+        self._popularity_every = popularity_seconds
         self._slots: dict[str, _Slot] = {}
 
     async def get(self, tenant: str) -> engine.TenantState:
@@ -62,16 +62,27 @@ class States:
                 if slot.state is None:
                     await self._load(tenant, slot, full=True)
             return slot.state
-        age = time.monotonic() - slot.refreshed
-        if ((slot.dirty and age >= self._refresh) or age >= FULL_REFRESH_SECONDS) and (
-                slot.task is None or slot.task.done()):
+        if time.monotonic() - slot.checked >= self._refresh and (slot.task is None or slot.task.done()):
+            slot.checked = time.monotonic()
             slot.task = asyncio.get_running_loop().create_task(self._refresh_in_background(tenant, slot))
         return slot.state
 
+    def feed(self, tenant: str, rows) -> None:
+        """Feedback this process recorded: counted into popularity and trending at once (the next
+        recomputation from the log replaces these counts)."""
+        slot = self._slots.get(tenant)
+        if slot is None or slot.state is None:
+            return
+        st = slot.state
+        for r in rows:
+            if r.weight > 0 and (i := st.catalog.index.get(r.item_id)) is not None:
+                st.popular[i] += r.weight
+                st.trending[i] += r.weight
+
     def touched(self, tenant: str) -> None:
-        """Feedback arrived for `tenant`: popularity and trending are due for a refresh."""
+        """A merge or an erasure changed the log: popularity is recomputed at the next look."""
         if (slot := self._slots.get(tenant)) is not None:
-            slot.dirty = True
+            slot.popularity_at = 0.0
 
     async def reload(self, tenant: str) -> None:
         """Reload now (after a catalogue write, new settings or a model trained in this process)."""
@@ -89,22 +100,28 @@ class States:
             log.exception("tenant state refresh failed", tenant=tenant)
 
     async def _load(self, tenant: str, slot: _Slot, *, full: bool) -> None:
+        """(Re)build what changed; `full` rebuilds everything."""
         started = time.monotonic()
         now = self._clock.now()
-        old = slot.state
+        old = None if full else slot.state
         version = await item_repo.version(self._pool, tenant)
         config, stamp = await settings_repo.get_stamped(self._pool, tenant)
-        catalog = old.catalog if old is not None and old.catalog.version == version and not full else None
-        if catalog is None:
-            catalog = Catalog(version, await item_repo.load(self._pool, tenant))
-        model_row = await self._pool.fetchrow(
-            "SELECT run_id, extract(epoch FROM created_at) AS at FROM models WHERE tenant_id = $1", tenant)
-        popular, trending = await self._popularity(tenant, catalog, config, now)
+        model_row = await self._pool.fetchrow("SELECT run_id FROM models WHERE tenant_id = $1", tenant)
+        run = str(model_row["run_id"]) if model_row is not None else ""
+        same_catalog = old is not None and old.catalog.version == version
+        due = started - slot.popularity_at >= self._popularity_every
+        if (old is not None and same_catalog and old.model_run == run and old.config_stamp == stamp and not due):
+            return
+        catalog = old.catalog if same_catalog else Catalog(version, await item_repo.load(self._pool, tenant))
+        if old is not None and same_catalog and not due and old.config == config:
+            popular, trending, pop_stamp = old.popular, old.trending, old.popularity_stamp
+        else:
+            popular, trending = await self._popularity(tenant, catalog, config, now)
+            pop_stamp = (slot.state.popularity_stamp + 1) if slot.state is not None else 0
+            slot.popularity_at = started
         nb = factors = None
-        run = ""
-        if model_row is not None:
-            run = str(model_row["run_id"])
-            if old is not None and not full and old.model_run == run and old.catalog is catalog:
+        if run:
+            if old is not None and same_catalog and old.model_run == run:
                 nb, factors = old.neighbors, old.factors
             else:
                 blob = await self._pool.fetchval("SELECT blob FROM models WHERE tenant_id = $1", tenant)
@@ -112,10 +129,9 @@ class States:
                 nb, factors = await asyncio.to_thread(engine.remap, model_items, raw_nb, raw_f, catalog)
         slot.state = engine.TenantState(catalog=catalog, config=config, popular=popular, trending=trending,
                                         neighbors=nb, factors=factors, model_run=run, config_stamp=stamp,
-                                        popularity_stamp=(old.popularity_stamp + 1) if old is not None else 0)
-        slot.refreshed = time.monotonic()
-        slot.dirty = False
-        log.debug("tenant state loaded", tenant=tenant, items=len(catalog), seconds=round(slot.refreshed - started, 3))
+                                        popularity_stamp=pop_stamp)
+        slot.checked = time.monotonic()
+        log.debug("tenant state loaded", tenant=tenant, items=len(catalog), seconds=round(slot.checked - started, 3))
 
     async def _popularity(self, tenant: str, catalog: Catalog, config: Config, now) -> tuple[np.ndarray, np.ndarray]:
         n = len(catalog)
@@ -128,7 +144,7 @@ class States:
         for r in rows:
             i = catalog.index.get(r["item_id"])
             if i is not None:
-                popular[i] = r["people"] or 0
+                popular[i] = r["popular"] or 0
                 trending[i] = r["trend"] or 0
         return popular, trending
 

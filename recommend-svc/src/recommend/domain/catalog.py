@@ -42,6 +42,10 @@ class Catalog:
         self.ends = np.fromiter((_epoch(i.ends_at, _NEVER) for i in items), dtype=np.float64, count=n)
         self.replenish_days = np.fromiter((i.replenish_after_days for i in items), dtype=np.int32, count=n)
         self.leaf = [i.categories[-1] if i.categories else "" for i in items]
+        leaf_codes: dict[str, int] = {}
+        self.leaf_code = np.fromiter((leaf_codes.setdefault(c, len(leaf_codes)) for c in self.leaf), dtype=np.int32,
+                                     count=n)
+        self.leaf_names = list(leaf_codes)
         members: dict[str, list[int]] = {}
         for n_, item in enumerate(items):
             for c in dict.fromkeys(item.categories):
