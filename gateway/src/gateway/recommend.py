@@ -245,6 +245,29 @@ def item_read(i: pb.Item) -> ItemRead:
     )
 
 
+def item_json(i: pb.Item) -> dict:
+    """`item_read` as a plain dict (the serving hot path skips model validation; same shape)."""
+    return {
+        "id": i.id, "kind": ITEM_KIND.name(i.kind), "title": i.title, "categories": list(i.categories),
+        "brand": i.brand or None, "price": to_major(i.price_minor, i.currency) if i.currency else None,
+        "currency": i.currency or None, "in_stock": i.in_stock, "tags": list(i.tags),
+        "image_url": i.image_url or None, "url": i.url or None, "replenish_after_days": i.replenish_after_days,
+        "starts_at": time_field(i, "starts_at"), "ends_at": time_field(i, "ends_at"),
+        "attributes": _attributes(i.attributes_json), "updated_at": time_field(i, "updated_at"),
+    }
+
+
+def recommendations_body(result: pb.RecommendResponse) -> bytes:
+    """The JSON of a `Recommendations` answer, serialised straight from the reply."""
+    return orjson.dumps({
+        "recommendation_id": result.recommendation_id,
+        "items": [{"item_id": r.item_id, "score": r.score, "recommender": r.recommender, "explanation": r.explanation,
+                   "item": item_json(r.item) if r.HasField("item") and r.item.id else None} for r in result.items],
+        "intent_locked": result.intent_locked,
+        "cold_start": result.cold_start,
+    }, option=orjson.OPT_UTC_Z)
+
+
 def recommended_read(r: pb.RecommendedItem) -> RecommendedItemRead:
     return RecommendedItemRead(
         item_id=r.item_id,

@@ -9,6 +9,7 @@ plan of quotas over them; what a plan leaves open is filled from the next ones a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +24,9 @@ from recommend.repo.feedback import PersonState
 
 SCENARIO_NAMES = {pb.SCENARIO_UNSPECIFIED: "home", pb.SCENARIO_HOME: "home", pb.SCENARIO_PRODUCT_PAGE: "product_page",
                   pb.SCENARIO_CART: "cart", pb.SCENARIO_EMAIL: "email", pb.SCENARIO_STORE_TABLET: "store_tablet"}
+_NONE = np.zeros(0, dtype=np.int32)
 SEEDS = 10  # latest distinct items a person's similar items start from
+ORDER_SECONDS = 5.0
 CONTENT_WEIGHT = 0.35  # content similarity next to co-occurrence (cosine, both in 0..1)
 CROSS_CATEGORIES = 3
 
@@ -44,6 +47,19 @@ class TenantState:
     def __post_init__(self) -> None:
         top = float(self.popular.max()) if len(self.popular) else 0.0
         self.popular_norm = self.popular / top if top > 0 else np.zeros(len(self.catalog), dtype=np.float32)
+        self._orders: dict[str, tuple[float, np.ndarray]] = {}
+        self.fed_at = 0.0
+
+    def order(self, name: str) -> np.ndarray:
+        """Items by popularity or trending, best first (ties: lower index); re-sorted at most every few
+        seconds after feedback moved the scores."""
+        got = self._orders.get(name)
+        now = time.monotonic()
+        if got is None or (self.fed_at > got[0] and now - got[0] >= ORDER_SECONDS):
+            scores = self.popular if name == "popular" else self.trending
+            got = (now, np.lexsort((np.arange(len(scores)), -scores)))
+            self._orders[name] = got
+        return got[1]
 
     @property
     def cache_stamp(self) -> str:
@@ -117,9 +133,17 @@ class Seeds:
 
 
 def _ranked(scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[tuple[int, float]]:
-    scores = np.where(allowed & (scores > 0), scores, 0)
-    top = models.top_k(scores, limit)
-    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+    """The `limit` best allowed items with a positive score, best first (ties: lower index)."""
+    cand = np.flatnonzero(allowed & (scores > 0))
+    if len(cand) > limit:
+        cand = cand[np.argpartition(-scores[cand], limit - 1)[:limit]]
+    cand = cand[np.lexsort((cand, -scores[cand]))]
+    return [(int(i), float(scores[i])) for i in cand]
+
+
+def _walk(order: np.ndarray, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[tuple[int, float]]:
+    """The first `limit` allowed items of a precomputed ranking."""
+    return [(int(i), float(scores[i])) for i in order[allowed[order]][:limit]]
 
 
 class Recommenders:
@@ -134,15 +158,23 @@ class Recommenders:
 
     def similarity(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Each seed's weighted similarity to every item, float32 [len(seeds), n]: co-occurrence
-        neighbours (when a model exists) plus content similarity. Summed over seeds it ranks; its
-        argmax over seeds says which seed explains an item."""
-        out = self.c.content_similarity(seeds) * CONTENT_WEIGHT
+        neighbours (when a model exists) plus content similarity with the items of the seed's own
+        category and its neighbours. Summed over seeds it ranks; its argmax over seeds says which seed
+        explains an item."""
+        out = np.zeros((len(seeds), len(self.c)), dtype=np.float32)
+        if not len(seeds):
+            return out
         nb = self.s.neighbors
-        if nb is not None and len(seeds):
+        parts = [self.c.by_category.get(self.c.leaf[s], _NONE) for s in seeds]
+        if nb is not None:
             rows = nb.indices[seeds]
             valid = rows >= 0
             k = np.repeat(np.arange(len(seeds)), rows.shape[1]).reshape(rows.shape)
             np.add.at(out, (k[valid], rows[valid]), nb.scores[seeds][valid])
+            parts.append(rows[valid])
+        cand = np.unique(np.concatenate(parts))
+        if len(cand):
+            out[:, cand] += self.c.content_similarity(seeds, cand) * CONTENT_WEIGHT
         return out * weights[:, None].astype(np.float32)
 
     def cross_targets(self, item: int) -> list[str]:
@@ -254,14 +286,15 @@ class Recommenders:
         return sorted(due, key=lambda p: -p.score)[:limit]
 
     def trending(self, allowed: np.ndarray, limit: int) -> list[Pick]:
-        return [Pick(i, sc, "trending", "Trending now") for i, sc in _ranked(self.s.trending, allowed, limit)]
+        ranked = _walk(self.s.order("trending"), self.s.trending, allowed & (self.s.trending > 0), limit)
+        return [Pick(i, sc, "trending", "Trending now") for i, sc in ranked]
 
     def popular(self, allowed: np.ndarray, limit: int, category: str = "") -> list[Pick]:
         mask = allowed & self.c.in_categories([category]) if category else allowed
         label = f"Popular in {category.replace('_', ' ')}" if category else "Popular right now"
         # items nobody touched yet still fill a list, after the ones people chose
-        scores = self.s.popular + 1e-6
-        return [Pick(i, sc, "popular", label) for i, sc in _ranked(scores, mask, limit)]
+        return [Pick(i, sc + 1e-6, "popular", label) for i, sc in _walk(self.s.order("popular"), self.s.popular,
+                                                                       mask, limit)]
 
 
 def excluded(state: TenantState, person: PersonState | None, now: datetime) -> np.ndarray:

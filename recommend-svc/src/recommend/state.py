@@ -78,6 +78,7 @@ class States:
             if r.weight > 0 and (i := st.catalog.index.get(r.item_id)) is not None:
                 st.popular[i] += r.weight
                 st.trending[i] += r.weight
+                st.fed_at = time.monotonic()
 
     def touched(self, tenant: str) -> None:
         """A merge or an erasure changed the log: popularity is recomputed at the next look."""

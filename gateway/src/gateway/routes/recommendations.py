@@ -22,6 +22,7 @@ from gateway.recommend import (
     intent_read,
     profile_or_unknown,
     recommend_request,
+    recommendations_body,
     recommended_read,
     run_read,
     set_time,
@@ -73,16 +74,12 @@ _SERVE_DESCRIPTION = (
 
 async def _recommend(
     q: RecommendationQuery, principal, recommend: RecommendDep, identity: IdentityDep
-) -> Recommendations:
+) -> Response:
     metadata = tenant_metadata(principal.tenant_id)
     profile_id = await profile_or_unknown(identity, q.profile, metadata)
     result = await recommend.Recommend(recommend_request(q, profile_id), metadata=metadata)
-    return Recommendations(
-        recommendation_id=result.recommendation_id,
-        items=[recommended_read(r) for r in result.items],
-        intent_locked=result.intent_locked,
-        cold_start=result.cold_start,
-    )
+    # the hot path: JSON straight from the reply (the response model documents the same shape)
+    return Response(recommendations_body(result), media_type="application/json")
 
 
 @router.get(

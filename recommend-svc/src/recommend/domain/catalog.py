@@ -122,11 +122,12 @@ class Catalog:
                 m[i] = False
         return m
 
-    def content_similarity(self, seeds: np.ndarray) -> np.ndarray:
-        """Cosine similarity of every item's content to each seed: float32 [len(seeds), n]."""
+    def content_similarity(self, seeds: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of the content of `items` (default: all) to each seed: float32 [len(seeds), len(items)]."""
+        rows = self.features if items is None else self.features[items]
         if not len(seeds):
-            return np.zeros((0, len(self)), dtype=np.float32)
-        sims = self.features @ self.features[seeds].T  # sparse [n, seeds]
+            return np.zeros((0, rows.shape[0]), dtype=np.float32)
+        sims = rows @ self.features[seeds].T  # sparse [items, seeds]
         return np.asarray(sims.toarray().T, dtype=np.float32)
 
     def interest(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
