@@ -18,7 +18,7 @@ import numpy as np
 
 from mcloud.recommend.v1 import recommend_pb2 as pb
 from recommend.domain import models
-from recommend.domain.catalog import ACTIVITY, Catalog
+from recommend.domain.catalog import Catalog
 from recommend.domain.config import Config
 from recommend.repo.feedback import PersonState
 
@@ -27,6 +27,7 @@ SCENARIO_NAMES = {pb.SCENARIO_UNSPECIFIED: "home", pb.SCENARIO_HOME: "home", pb.
 _NONE = np.zeros(0, dtype=np.int32)
 SEEDS = 10  # latest distinct items a person's similar items start from
 ORDER_SECONDS = 5.0
+CATEGORY_HEAD = 500
 CONTENT_WEIGHT = 0.35  # content similarity next to co-occurrence (cosine, both in 0..1)
 CROSS_CATEGORIES = 3
 
@@ -48,7 +49,19 @@ class TenantState:
         top = float(self.popular.max()) if len(self.popular) else 0.0
         self.popular_norm = self.popular / top if top > 0 else np.zeros(len(self.catalog), dtype=np.float32)
         self._orders: dict[str, tuple[float, np.ndarray]] = {}
+        self._heads: dict[str, np.ndarray] = {}
         self.fed_at = 0.0
+
+    def category_head(self, category: str) -> np.ndarray:
+        """The category's most popular CATEGORY_HEAD items (all of a smaller category): the content
+        candidates of a seed in it, so a large category costs no more than a small one."""
+        got = self._heads.get(category)
+        if got is None:
+            members = self.catalog.by_category.get(category, _NONE)
+            if len(members) > CATEGORY_HEAD:
+                members = members[np.argsort(-self.popular[members], kind="stable")[:CATEGORY_HEAD]]
+            self._heads[category] = got = members
+        return got
 
     def order(self, name: str) -> np.ndarray:
         """Items by popularity or trending, best first (ties: lower index); re-sorted at most every few
@@ -165,14 +178,16 @@ class Recommenders:
         if not len(seeds):
             return out
         nb = self.s.neighbors
-        parts = [self.c.by_category.get(self.c.leaf[s], _NONE) for s in seeds]
+        mark = np.zeros(len(self.c), dtype=bool)
+        for s in seeds:
+            mark[self.s.category_head(self.c.leaf[s])] = True
         if nb is not None:
             rows = nb.indices[seeds]
             valid = rows >= 0
             k = np.repeat(np.arange(len(seeds)), rows.shape[1]).reshape(rows.shape)
             np.add.at(out, (k[valid], rows[valid]), nb.scores[seeds][valid])
-            parts.append(rows[valid])
-        cand = np.unique(np.concatenate(parts))
+            mark[rows[valid]] = True
+        cand = np.flatnonzero(mark)
         if len(cand):
             out[:, cand] += self.c.content_similarity(seeds, cand) * CONTENT_WEIGHT
         return out * weights[:, None].astype(np.float32)
@@ -239,9 +254,10 @@ class Recommenders:
         mask = allowed.copy()
         mask[idx] = False
         per_seed = self.similarity(idx, w)
-        best_seed = per_seed.argmax(axis=0)
-        return [Pick(i, sc, name, f"{verb} {self.c.title(int(idx[best_seed[i]]))}")
-                for i, sc in _ranked(per_seed.sum(axis=0), mask, limit)]
+        ranked = _ranked(per_seed.sum(axis=0), mask, limit)
+        best_seed = per_seed[:, [i for i, _ in ranked]].argmax(axis=0) if ranked else []
+        return [Pick(i, sc, name, f"{verb} {self.c.title(int(idx[b]))}")
+                for (i, sc), b in zip(ranked, best_seed, strict=True)]
 
     def personalized(self, seeds: Seeds, allowed: np.ndarray, limit: int) -> list[Pick]:
         f = self.s.factors
@@ -256,12 +272,12 @@ class Recommenders:
     def interest_activity(self, seeds: Seeds, allowed: np.ndarray, limit: int) -> list[Pick]:
         if not len(seeds.idx):
             return []
-        acts = np.nonzero(allowed & (self.c.kind == ACTIVITY))[0]
-        if not len(acts):
+        acts = self.c.activities
+        if not len(acts) or not allowed[acts].any():
             return []
         interest = self.c.interest(seeds.idx, seeds.weights)
         scores = np.zeros(len(self.c), dtype=np.float32)
-        scores[acts] = np.asarray(self.c.features[acts] @ interest).ravel()
+        scores[acts] = self.c.activity_features @ interest
         out = []
         for i, sc in _ranked(scores, allowed, limit):
             topic = self.c.top_feature(i, interest)

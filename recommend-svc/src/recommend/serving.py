@@ -44,6 +44,7 @@ log = get_logger(__name__)
 MAX_COUNT = 100
 FAVOURITE_TTL = 300.0
 CACHE_SLOT_SECONDS = 600
+IDENTITY_BACKOFF_SECONDS = 30.0
 
 
 def person_keys(profile_id: str, anonymous_id: str) -> list[str]:
@@ -90,6 +91,7 @@ class Serving:
         self.states = States(pool, clock, settings.refresh_seconds, settings.popularity_seconds)
         self._served: list[_Served] = []
         self._favourites: dict[tuple[str, str], tuple[float, str]] = {}
+        self._identity_down_until = 0.0
 
     # --- serving ------------------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ class Serving:
 
     async def _favourite(self, tenant: str, profile_id: str) -> str:
         """The person's favourite category from identity (cached a few minutes; "" when unknown)."""
-        if self._identity is None:
+        if self._identity is None or time.monotonic() < self._identity_down_until:
             return ""
         hit = self._favourites.get((tenant, profile_id))
         now = time.monotonic()
@@ -179,6 +181,11 @@ class Serving:
             favourite = str(computed.get("favourite_category") or "") if isinstance(computed, dict) else ""
         except (TimeoutError, grpc.aio.AioRpcError, orjson.JSONDecodeError) as exc:
             log.debug("no favourite category", profile_id=profile_id, error=str(exc))
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            if isinstance(exc, TimeoutError) or code in (grpc.StatusCode.UNAVAILABLE,
+                                                         grpc.StatusCode.DEADLINE_EXCEEDED):
+                # identity is down or slow: cold starts use overall popularity for a while, not a wait each
+                self._identity_down_until = time.monotonic() + IDENTITY_BACKOFF_SECONDS
         if len(self._favourites) > 100_000:
             self._favourites.clear()
         self._favourites[(tenant, profile_id)] = (now + FAVOURITE_TTL, favourite)

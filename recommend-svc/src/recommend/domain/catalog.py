@@ -73,6 +73,8 @@ class Catalog:
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
         norms[norms == 0] = 1
         self.features = sp.csr_matrix(sp.diags(1 / norms) @ m, dtype=np.float32)
+        self.activities = np.flatnonzero(self.kind == ACTIVITY)
+        self.activity_features = self.features[self.activities]
         self.feature_names = [""] * len(names)
         for name, i in names.items():
             self.feature_names[i] = name
@@ -132,15 +134,24 @@ class Catalog:
 
     def interest(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A person's interest over content features (dense [n_features]) from what they interacted with."""
+        out = np.zeros(self.features.shape[1], dtype=np.float32)
         if not len(seeds):
-            return np.zeros(self.features.shape[1], dtype=np.float32)
-        return np.asarray((sp.csr_matrix(weights.astype(np.float32)) @ self.features[seeds]).todense()).ravel()
+            return out
+        f = self.features
+        starts, ends = f.indptr[seeds], f.indptr[np.asarray(seeds) + 1]
+        lengths = ends - starts
+        if not lengths.sum():
+            return out
+        cells = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        np.add.at(out, f.indices[cells], f.data[cells] * np.repeat(weights.astype(np.float32), lengths))
+        return out
 
     def top_feature(self, idx: int, interest: np.ndarray) -> str:
         """The label of the feature of item `idx` that matches `interest` most ("running", "marathon")."""
-        row = self.features[idx]
-        if not row.nnz:
+        f = self.features
+        lo, hi = f.indptr[idx], f.indptr[idx + 1]
+        if lo == hi:
             return ""
-        contrib = row.data * interest[row.indices]
-        best = row.indices[int(np.argmax(contrib))]
+        cols = f.indices[lo:hi]
+        best = cols[int(np.argmax(f.data[lo:hi] * interest[cols]))]
         return self.feature_names[best].split(":", 1)[1].replace("_", " ")
