@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from mcloud.identity.v1 import identity_pb2_grpc
 from mcloud.recommend.v1 import recommend_pb2, recommend_pb2_grpc
 from mcloud_common.clock import Clock
@@ -25,6 +27,9 @@ async def build(settings: RecommendSettings, *, clock: Clock | None = None, rela
                 jobs: bool = True) -> GrpcService:
     """The recommend service, not yet started; `jobs=False` leaves out the background work (consumer,
     intent sweep, scheduled training; served lists are still flushed), for tests that drive it by hand."""
+    # one BLAS thread: per-request products are small, and an idle OpenBLAS worker spins on a core after
+    # each one (measured: ~1 core-second per second burnt at 20k items); training parallelises itself
+    threadpool_limits(1, user_api="blas")
     identity = identity_pb2_grpc.IdentityServiceStub(make_channel(settings.identity_target))
     parts: dict = {}
 
