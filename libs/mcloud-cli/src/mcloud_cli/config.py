@@ -4,6 +4,7 @@ and the environment, from which every address, URL, path and child-process envir
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,7 +170,23 @@ def host_port(url: str) -> tuple[str, int]:
     return parts.hostname or HOST, parts.port or default
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_port() -> int:
+    """A port nothing listens on, below the kernel's ephemeral range: a port the kernel hands out (bind to
+    port 0) can be taken by any outgoing connection before the service listening on it has started."""
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(low, 10_001))
+        if port_free(port):
+            return port
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
