@@ -94,9 +94,9 @@ class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
         return [e for _, r in self.ingested for e in r.events]
 
 
-@pytest.fixture
-async def fake_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
-    """A fresh fake identity service (health SERVING) and its port."""
+@asynccontextmanager
+async def serving_fake_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
+    """A fresh fake identity service (health SERVING) and its port, for as long as the block runs."""
     servicer = FakeIdentity()
 
     def register(server):
@@ -109,6 +109,13 @@ async def fake_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
         yield servicer, port
     finally:
         await service.stop()
+
+
+@pytest.fixture
+async def fake_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
+    """A fresh fake identity service (health SERVING) and its port."""
+    async with serving_fake_identity() as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -278,18 +285,8 @@ def recommend_clock() -> ManualClock:
 async def recommend_identity() -> AsyncIterator[tuple[FakeIdentity, int]]:
     """A fake identity service shared by a module's recommend tests: put profiles into `profiles` (by tenant and
     id) and the gateway resolves their type:value identifiers."""
-    servicer = FakeIdentity()
-
-    def register(server):
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
-        return ["mcloud.identity.v1.IdentityService"]
-
-    service = GrpcService("identity", "127.0.0.1:0", register, grace=0.1)
-    port = await service.start()
-    try:
-        yield servicer, port
-    finally:
-        await service.stop()
+    async with serving_fake_identity() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +299,7 @@ async def recommend_port(make_database, redis_url, recommend_clock, recommend_id
 
     _, identity_port = recommend_identity
     db = await make_database("recommend", migrations=RECOMMEND_MIGRATIONS)
-    # popularity refreshed (in the background) as soon as feedback arrived, rather than at most every 10 s
+    # catalogue, settings and model changes seen within 50 ms rather than 10 s
     settings = RecommendSettings(database_url=db, redis_url=redis_url, grpc_port=0, refresh_seconds=0.05,
                                  identity_target=f"127.0.0.1:{identity_port}")
     async with running_service(build_recommend, settings, clock=recommend_clock, jobs=False) as (service, _):
