@@ -25,6 +25,7 @@ from mcloud_common.ids import new_id, parse_uuid
 from mcloud_common.timestamps import from_timestamp, set_timestamp
 from messaging.background.sender import NO_PROFILE
 from messaging.domain.names import CHANNEL_ENUM, CHANNEL_OF, QUIET_OF
+from messaging.domain.templates import TemplateVersion
 from messaging.grpc_api.base import Context, ServicerBase, require_uuid
 from messaging.repo import messages as message_repo
 from messaging.repo import templates as template_repo
@@ -60,8 +61,10 @@ def _channel(value: int, template_channel: str, field: str = "channel") -> str:
 
 
 async def _new_message(conn: asyncpg.Connection, tenant: str, req: pb.SendMessageRequest, *, prefix: str = "",
-                       campaign_id: str | None = None) -> NewMessage:
-    """A queued message from a request, validated; `prefix` names the item in a batch."""
+                       campaign_id: str | None = None,
+                       versions: dict[tuple[str, int], TemplateVersion] | None = None) -> NewMessage:
+    """A queued message from a request, validated; `prefix` names the item in a batch, whose template
+    versions are looked up once per call through `versions` (a batch mostly names one template)."""
     if parse_uuid(req.profile_id) is None:
         raise InvalidArgument(f"{prefix}profile_id must be a UUID", code="invalid_profile_id",
                               field=f"{prefix}profile_id")
@@ -72,7 +75,12 @@ async def _new_message(conn: asyncpg.Connection, tenant: str, req: pb.SendMessag
         raise InvalidArgument(f"{prefix}idempotency_key is required: a retry must never send twice",
                               code="idempotency_key_required", field=f"{prefix}idempotency_key")
     variables = variables_of(req.variables_json, f"{prefix}variables_json")
-    version = await template_repo.get_version(conn, tenant, req.template_id, req.template_version)
+    key = (req.template_id, req.template_version)
+    version = versions.get(key) if versions is not None else None
+    if version is None:
+        version = await template_repo.get_version(conn, tenant, req.template_id, req.template_version)
+        if versions is not None:
+            versions[key] = version
     a = req.attribution
     return NewMessage(
         profile_id=req.profile_id, requested_channel=_channel(req.channel, version.channel, f"{prefix}channel"),
@@ -110,10 +118,12 @@ class SendsApi(ServicerBase):
                                   field="messages")
         results = [pb.SendResult() for _ in request.messages]
         items: list[tuple[int, NewMessage]] = []
+        versions: dict[tuple[str, int], TemplateVersion] = {}
         async with self._pool.acquire() as conn:
             for i, req in enumerate(request.messages):
                 try:
-                    items.append((i, await _new_message(conn, tenant, req, prefix=f"messages[{i}].")))
+                    items.append((i, await _new_message(conn, tenant, req, prefix=f"messages[{i}].",
+                                                        versions=versions)))
                 except DomainError as exc:
                     results[i].error_code, results[i].error_detail = exc.code, exc.detail
             rows = await message_repo.enqueue(conn, tenant, [m for _, m in items], now=self._clock.now(),
