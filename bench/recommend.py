@@ -46,7 +46,9 @@ from mcloud.recommend.v1 import recommend_pb2 as pb
 from mcloud.recommend.v1 import recommend_pb2_grpc
 from mcloud_cli.stack import start_stack
 from mcloud_common.db import asyncpg_dsn
+from mcloud_common.embedded import free_port
 from mcloud_common.grpc_client import make_channel, tenant_metadata
+from mcloud_common.metrics import bucket_percentile, histogram_buckets
 from mcloud_common.timestamps import from_timestamp
 
 SPORTS = ("running", "training", "outdoor", "cycling", "swimming", "tennis", "basketball", "football")
@@ -453,7 +455,33 @@ class CpuMeter:
         return time.perf_counter() - start
 
 
-async def serving(stack, keys: dict, stub, health, md, ds: Dataset, rates: list[float], seconds: float) -> dict:
+RECOMMEND_RPC = "/mcloud.recommend.v1.RecommendService/Recommend"
+
+
+class InService:
+    """Recommend's own latency histogram (its /metrics endpoint): time inside the service per Recommend call,
+    from the handler's start to its answer, without the transport or the load generator."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+
+    async def buckets(self) -> list[tuple[float, float]]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(self.url)).text
+        return histogram_buckets(text, "mcloud_rpc_server_duration_seconds", {"method": RECOMMEND_RPC})
+
+    async def measure(self, coro) -> tuple[dict, dict]:
+        before = await self.buckets()
+        result = await coro
+        after = await self.buckets()
+        ms = {f"p{q}_ms": (v * 1000 if (v := bucket_percentile(before, after, q)) is not None else None)
+              for q in (50, 90, 99, 99.9)}
+        ms["calls"] = (after[-1][1] - dict(before).get(after[-1][0], 0.0)) if after else 0
+        return result, ms
+
+
+async def serving(stack, keys: dict, stub, health, md, ds: Dataset, rates: list[float], seconds: float,
+                  inside: InService) -> dict:
     headers = {"authorization": f"Bearer {keys['secret_key']}"}
     url = stack.gateway_url
     cpu = CpuMeter(stack)
@@ -480,8 +508,8 @@ async def serving(stack, keys: dict, stub, health, md, ds: Dataset, rates: list[
         asks, row["mix"] = make_asks(ds, count, seed=100 + n)
         if "gateway" not in saturated:
             await cpu.settle()
-            gw, row["gateway_cpu_s"] = await cpu.measure(open_loop(url, [a.path() for a in asks], rate=rate,
-                                                                   headers=headers))
+            (gw, row["gateway_cpu_s"]), gw["in_service"] = await inside.measure(cpu.measure(open_loop(
+                url, [a.path() for a in asks], rate=rate, headers=headers)))
             gw["errors"] = sum(c for s, c in gw["statuses"].items() if s != 200)
             gw["settle_seconds"] = await cpu.settle()
             row["gateway"] = gw
@@ -489,8 +517,8 @@ async def serving(stack, keys: dict, stub, health, md, ds: Dataset, rates: list[
                 saturated["gateway"] = rate
         asks2, row["grpc_mix"] = make_asks(ds, count, seed=200 + n)  # fresh keys: not cached by the gateway run
         if "grpc" not in saturated:
-            direct, row["grpc_cpu_s"] = await cpu.measure(grpc_open_loop(
-                lambda r: stub.Recommend(r, metadata=md), [a.request() for a in asks2], rate=rate))
+            (direct, row["grpc_cpu_s"]), direct["in_service"] = await inside.measure(cpu.measure(grpc_open_loop(
+                lambda r: stub.Recommend(r, metadata=md), [a.request() for a in asks2], rate=rate)))
             direct["settle_seconds"] = await cpu.settle()
             row["grpc"] = direct
             if direct["achieved_rps"] < SATURATED * rate:
@@ -498,6 +526,7 @@ async def serving(stack, keys: dict, stub, health, md, ds: Dataset, rates: list[
         results.append(row)
         print(f"rate {rate:.0f}: " + "; ".join(
             f"{k} p50 {v['p50_ms']:.1f} p99 {v['p99_ms']:.1f} ({v['achieved_rps']:.0f}/s)"
+            + (f" in service {v['in_service']}" if "in_service" in v else "")
             for k in ("gateway", "grpc", "healthz", "grpc_health") if (v := row.get(k))), flush=True)
     return {"sample": sample, "rates": results, "saturated_at": saturated}
 
@@ -512,7 +541,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     print(f"data generated in {generate:.1f} s", flush=True)
     home = Path(tempfile.mkdtemp(prefix="mcloud-bench-"))
     # one key drives the whole load: lift its per-key rate limit (200/s by default) for the measurement
-    unlimited = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+    metrics_port = free_port()
+    unlimited = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000",
+                 "RECOMMEND_METRICS_PORT": str(metrics_port)}
     with start_stack(home / "mcloud", env=unlimited) as stack:
         keys = create_tenant(stack.home, f"bench-{uuid.uuid4().hex[:6]}")
         tenant = keys["tenant_id"]
@@ -527,7 +558,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         print(f"interactions: {copied}", flush=True)
         run = await retrain(stub, md)
         print(f"retrain: {run}", flush=True)
-        serve = await serving(stack, keys, stub, health, md, ds, args.rates, args.seconds)
+        serve = await serving(stack, keys, stub, health, md, ds, args.rates, args.seconds, InService(metrics_port))
         raw = await raw_refresh(db_url, tenant, ds)
         print(f"raw refresh: {raw}", flush=True)
         await channel.close()
@@ -580,23 +611,35 @@ scenarios: {', '.join(f'{k} {s:.0%}' for k, s in SCENARIO_MIX)} (product_page wi
 cart with 1-3); {REPEAT_SHARE:.0%} of requests repeat one of the last 500. The Recommend RPC driven the
 same way directly over gRPC (fresh keys). Ceilings at the same rates: gateway `GET /healthz`, gRPC health check.
 
-| offered req/s | distinct keys | gateway answered req/s | gateway p50 / p99 ms | errors | gRPC answered req/s \
-| Recommend gRPC p50 / p99 ms | `/healthz` p50 / p99 ms | gRPC health p50 / p99 ms | **p99 ratio gateway / healthz** \
-| p99 ratio gRPC / health |
-|---|---|---|---|---|---|---|---|---|---|---|"""]
+`in service` is recommend's own histogram of each Recommend call, from the handler's start to its answer
+(its /metrics endpoint; bucket upper bounds, exact to 0.5-1 ms below 10 ms): what the service spends, without
+the transport and the load generator sharing the cores.
+
+| offered req/s | distinct keys | gateway answered req/s | gateway p50 / p99 ms \
+| in service p50 / p99 ms (gateway run) | errors | gRPC answered req/s | Recommend gRPC p50 / p99 ms \
+| in service p50 / p99 ms (gRPC run) \
+| `/healthz` p50 / p99 ms | gRPC health p50 / p99 ms | **p99 ratio gateway / healthz** | p99 ratio gRPC / health |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|"""]
     def busy(seconds: float) -> str:
         return "idle within 0.5 s" if seconds < 0.75 else f"{seconds:.1f} s"
 
     def lat(v: dict | None) -> str:
         return f"{v['p50_ms']:,.1f} / **{v['p99_ms']:,.1f}**" if v else "not run (saturated below)"
 
+    def inside(v: dict | None) -> str:
+        m = (v or {}).get("in_service") or {}
+        if m.get("p99_ms") is None:
+            return "-"
+        return f"≤ {m['p50_ms']:g} / **≤ {m['p99_ms']:g}**"
+
     for x in sv["rates"]:
         g, d, h, hg = x.get("gateway"), x.get("grpc"), x["healthz"], x["grpc_health"]
         rps = [f"{v['achieved_rps']:.0f}" if v else "-" for v in (g, d)]
         ratios = [f"**{v['p99_ms'] / c['p99_ms']:,.1f}**" if v else "-" for v, c in ((g, h), (d, hg))]
         lines.append(
-            f"| {x['rate']:.0f} | {x['mix']['distinct_share']:.0%} | {rps[0]} | {lat(g)} | {g['errors'] if g else '-'} "
-            f"| {rps[1]} | {lat(d)} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f} | {hg['p50_ms']:.1f} / {hg['p99_ms']:.1f} "
+            f"| {x['rate']:.0f} | {x['mix']['distinct_share']:.0%} | {rps[0]} | {lat(g)} | {inside(g)} "
+            f"| {g['errors'] if g else '-'} | {rps[1]} | {lat(d)} | {inside(d)} "
+            f"| {h['p50_ms']:.1f} / {h['p99_ms']:.1f} | {hg['p50_ms']:.1f} / {hg['p99_ms']:.1f} "
             f"| {ratios[0]} | {ratios[1]} |")
     for target, rate in sv["saturated_at"].items():
         best = max(x[target]["achieved_rps"] for x in sv["rates"] if target in x)

@@ -20,6 +20,7 @@ from opentelemetry import trace
 from mcloud_common import errors
 from mcloud_common.ids import parse_uuid
 from mcloud_common.logs import get_logger
+from mcloud_common.metrics import observe_rpc
 from mcloud_common.telemetry import extract_context
 
 log = get_logger(__name__)
@@ -68,6 +69,15 @@ def tenant_id(context: grpc.aio.ServicerContext) -> str:
     raise errors.Unauthenticated("x-tenant-id metadata is required", code="tenant_required")
 
 
+def _aborted_code(context: grpc.aio.ServicerContext) -> str:
+    """The status a handler aborted with (context.abort raised AbortError)."""
+    try:
+        code = context.code()
+    except Exception:  # older grpc: no way to read it back
+        return "ABORTED"
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
 def _wrap(behaviour: Callable, method: str, domain: str, traced: bool) -> Callable:
     tracer = trace.get_tracer("mcloud.grpc.server")
 
@@ -82,24 +92,33 @@ def _wrap(behaviour: Callable, method: str, domain: str, traced: bool) -> Callab
                 "rpc.system": "grpc", "rpc.method": method,
             })
             span_token = otel_context.attach(trace.set_span_in_context(span))
+        started, outcome = time.perf_counter(), "OK"
         try:
             return await behaviour(request, context)
         except errors.DomainError as exc:
             code = status_code_for(exc)
+            outcome = code.name
             if span is not None:
                 span.set_attribute("rpc.grpc.status_code", code.value[0])
             await context.abort(code, exc.detail, trailing_metadata=(
                 (ERROR_CODE_METADATA, exc.code),
                 ("grpc-status-details-bin", _status_details(code, exc, domain)),
             ))
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
+            outcome = _aborted_code(context)
             raise
         except NotImplementedError:
+            outcome = "UNIMPLEMENTED"
             # a generated base servicer's method: the RPC is in the contract but not built yet
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet",
                                 trailing_metadata=((ERROR_CODE_METADATA, "unimplemented"),))
         except Exception as exc:
+            outcome = "INTERNAL"
             if errors.dependency_down(exc):
+                outcome = "UNAVAILABLE"
                 log.warning("dependency unavailable", rpc=method, error=repr(exc))
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable, retry later",
                                     trailing_metadata=((ERROR_CODE_METADATA, "dependency_unavailable"),))
@@ -111,6 +130,7 @@ def _wrap(behaviour: Callable, method: str, domain: str, traced: bool) -> Callab
             await context.abort(grpc.StatusCode.INTERNAL, "internal error",
                                 trailing_metadata=((ERROR_CODE_METADATA, "internal"),))
         finally:
+            observe_rpc(method, outcome, time.perf_counter() - started)
             if span is not None:
                 otel_context.detach(span_token)
                 span.end()

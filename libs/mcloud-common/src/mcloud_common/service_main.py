@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from mcloud_common.db import ensure_database
 from mcloud_common.grpc_server import GrpcService
 from mcloud_common.logs import configure_logging
+from mcloud_common.metrics import serve_metrics
 from mcloud_common.migrations import upgrade
 from mcloud_common.settings import ProcessSettings
 from mcloud_common.telemetry import configure_tracing
@@ -65,6 +66,10 @@ def main(
         uvloop.install()
     except ImportError:
         pass
+
+    metrics_port = getattr(settings, "metrics_port", 0)
+    if metrics_port:
+        serve_metrics(metrics_port, getattr(settings, "metrics_host", "127.0.0.1"))
 
     async def run() -> None:
         await serve_until_stopped(await build(settings))

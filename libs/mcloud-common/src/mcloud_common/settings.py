@@ -55,6 +55,8 @@ class ServiceSettings(ProcessSettings):
     stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
     relay_enabled: bool = Field(True, description="run the outbox relay in this process (off: another runs it)")
     stream_retention_hours: float = Field(168, gt=0, description="longest an entry stays on this service's streams")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus scrape endpoint /metrics (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
 
     @property
     def grpc_address(self) -> str:
