@@ -151,3 +151,49 @@ async def test_rpcs_are_traced_as_server_spans_but_health_checks_are_not(scripte
     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
     names = [s.name for s in exporter.get_finished_spans() if s.kind == trace.SpanKind.SERVER]
     assert names == ["/test.Scripted/Check"]
+
+
+def _rpc_counts(method: str) -> dict[str, float]:
+    """Observations of `method` per status code, read from this process's Prometheus exposition."""
+    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+        for s in family.samples:
+            if s.name == "mcloud_rpc_server_duration_seconds_count" and s.labels["method"] == method:
+                out[s.labels["code"]] = s.value
+    return out
+
+
+async def test_every_rpc_is_counted_and_timed_by_status_code(scripted):
+    _, call, _ = scripted
+    method = "/test.Scripted/Check"
+    before = _rpc_counts(method)
+    await call(health_pb2.HealthCheckRequest(service=""))
+    # "flaky" aborts with UNAVAILABLE on the second call; the client retries it and the third answers
+    await call(health_pb2.HealthCheckRequest(service="flaky"))
+    for service in ("not-found", "boom"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call(health_pb2.HealthCheckRequest(service=service))
+    after = _rpc_counts(method)
+    grew = {code: after[code] - before.get(code, 0.0) for code in after if after[code] != before.get(code, 0.0)}
+    assert grew == {"OK": 2.0, "UNAVAILABLE": 1.0, "NOT_FOUND": 1.0, "INTERNAL": 1.0}
+
+
+async def test_the_metrics_endpoint_serves_the_rpc_histogram(scripted):
+    import httpx
+
+    from mcloud_common.embedded import free_port
+    from mcloud_common.metrics import bucket_percentile, histogram_buckets, serve_metrics
+
+    _, call, _ = scripted
+    port = free_port()
+    serve_metrics(port)
+    await call(health_pb2.HealthCheckRequest(service=""))
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    buckets = histogram_buckets(text, "mcloud_rpc_server_duration_seconds", {"method": "/test.Scripted/Check"})
+    assert buckets and buckets[-1][0] == float("inf") and buckets[-1][1] >= 1
+    assert bucket_percentile([], buckets, 50) is not None
+    assert bucket_percentile(buckets, buckets, 99) is None  # nothing observed between two equal scrapes
