@@ -144,18 +144,24 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, domain: str) -> None:
         self._domain = domain
+        self._wrapped: dict[str, tuple[object, grpc.RpcMethodHandler]] = {}  # method -> (handler, its wrapper)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method
+        hit = self._wrapped.get(method)
+        if hit is not None and hit[0] is handler:  # wrapped once per method, not per call
+            return hit[1]
         traced = not method.startswith(_UNTRACED_PREFIXES)
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped = grpc.unary_unary_rpc_method_handler(
             _wrap(handler.unary_unary, method, self._domain, traced),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 Registrar = Callable[[grpc.aio.Server], Iterable[str]]
