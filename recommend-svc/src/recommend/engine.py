@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,6 +30,7 @@ ORDER_SECONDS = 5.0
 CATEGORY_HEAD = 500
 CONTENT_WEIGHT = 0.35  # content similarity next to co-occurrence (cosine, both in 0..1)
 CROSS_CATEGORIES = 3
+SIMILAR_KEPT = 100  # similar items kept per item (co-occurrence and content together)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class TenantState:
     model_run: str = ""
     config_stamp: str = ""
     popularity_stamp: int = 0
+    # each item's similar items (co-occurrence + content), built once per catalogue and model
+    similar: models.Neighbors | None = None
     popular_norm: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +66,11 @@ class TenantState:
             self._heads[category] = got = members
         return got
 
+    def similar_items(self) -> models.Neighbors:
+        if self.similar is None:
+            self.similar = similar_items(self.catalog, self.neighbors, self.category_head)
+        return self.similar
+
     def order(self, name: str) -> np.ndarray:
         """Items by popularity or trending, best first (ties: lower index); re-sorted at most every few
         seconds after feedback moved the scores."""
@@ -77,6 +85,54 @@ class TenantState:
     @property
     def cache_stamp(self) -> str:
         return f"{self.catalog.version}.{self.model_run}.{self.config_stamp}.{self.popularity_stamp}"
+
+
+def similar_items(catalog: Catalog, nb: models.Neighbors | None, head: Callable[[str], np.ndarray], *,
+                  keep: int = SIMILAR_KEPT) -> models.Neighbors:
+    """Every item's `keep` most similar items, best first: co-occurrence neighbours (when a model exists) plus
+    CONTENT_WEIGHT x content similarity, over the head of the item's category (its CATEGORY_HEAD most popular
+    items) and its neighbours. Built set-based, one sparse product per category, when the catalogue or the
+    model changes, so serving a person with ten seeds is ten row lookups."""
+    n = len(catalog)
+    out_idx = np.full((n, keep), -1, dtype=np.int32)
+    out_sc = np.zeros((n, keep), dtype=np.float32)
+    features = catalog.features
+    for leaf, code in zip(catalog.leaf_names, range(len(catalog.leaf_names)), strict=True):
+        members = np.flatnonzero(catalog.leaf_code == code)
+        if not len(members):
+            continue
+        cand = np.unique(head(leaf)) if leaf else members
+        scores = np.asarray((features[members] @ features[cand].T).todense(), dtype=np.float32) * CONTENT_WEIGHT
+        idx = np.broadcast_to(cand.astype(np.int32), scores.shape)
+        if nb is not None:
+            near, near_sc = nb.indices[members], nb.scores[members].copy()
+            valid = near >= 0
+            pos = np.searchsorted(cand, np.maximum(near, 0))
+            inside = valid & (pos < len(cand)) & (cand[np.minimum(pos, len(cand) - 1)] == near)
+            rows = np.broadcast_to(np.arange(len(members))[:, None], near.shape)
+            np.add.at(scores, (rows[inside], pos[inside]), near_sc[inside])  # in the head: added there
+            outside = valid & ~inside
+            if outside.any():  # elsewhere: co-occurrence plus their content similarity, as extra columns
+                a = features[np.repeat(members, near.shape[1])[outside.ravel()]]
+                b = features[near[outside]]
+                near_sc[outside] += np.asarray(a.multiply(b).sum(axis=1)).ravel().astype(np.float32) * CONTENT_WEIGHT
+            near_sc[~outside] = 0
+            scores = np.hstack([scores, near_sc])
+            idx = np.hstack([idx, np.where(outside, near, -1).astype(np.int32)])
+        own = np.searchsorted(cand, members).clip(max=len(cand) - 1)
+        itself = cand[own] == members  # an item is not its own similar item
+        scores[np.flatnonzero(itself), own[itself]] = 0
+        k = min(keep, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if scores.shape[1] > k else np.broadcast_to(
+            np.arange(scores.shape[1]), (len(members), scores.shape[1]))
+        top_sc = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_sc, axis=1, kind="stable")
+        top, top_sc = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_sc, order, axis=1)
+        chosen = np.take_along_axis(idx, top, axis=1)
+        chosen = np.where(top_sc > 0, chosen, -1)
+        out_idx[members, :k] = chosen
+        out_sc[members, :k] = np.where(chosen >= 0, top_sc, 0)
+    return models.Neighbors(indices=out_idx, scores=out_sc)
 
 
 def remap(model_items: Sequence[str], nb: models.Neighbors | None, factors: models.Factors | None,
@@ -177,20 +233,12 @@ class Recommenders:
         out = np.zeros((len(seeds), len(self.c)), dtype=np.float32)
         if not len(seeds):
             return out
-        nb = self.s.neighbors
-        mark = np.zeros(len(self.c), dtype=bool)
-        for s in seeds:
-            mark[self.s.category_head(self.c.leaf[s])] = True
-        if nb is not None:
-            rows = nb.indices[seeds]
-            valid = rows >= 0
-            k = np.repeat(np.arange(len(seeds)), rows.shape[1]).reshape(rows.shape)
-            np.add.at(out, (k[valid], rows[valid]), nb.scores[seeds][valid])
-            mark[rows[valid]] = True
-        cand = np.flatnonzero(mark)
-        if len(cand):
-            out[:, cand] += self.c.content_similarity(seeds, cand) * CONTENT_WEIGHT
-        return out * weights[:, None].astype(np.float32)
+        sim = self.s.similar_items()
+        rows = sim.indices[seeds]
+        valid = rows >= 0
+        k = np.broadcast_to(np.arange(len(seeds))[:, None], rows.shape)
+        out[k[valid], rows[valid]] = (sim.scores[seeds] * weights[:, None].astype(np.float32))[valid]
+        return out
 
     def cross_targets(self, item: int) -> list[str]:
         """Categories that complement `item`: the tenant's complements for its most specific category

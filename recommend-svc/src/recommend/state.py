@@ -128,9 +128,14 @@ class States:
                 blob = await self._pool.fetchval("SELECT blob FROM models WHERE tenant_id = $1", tenant)
                 model_items, raw_nb, raw_f = await asyncio.to_thread(models.loads, blob)
                 nb, factors = await asyncio.to_thread(engine.remap, model_items, raw_nb, raw_f, catalog)
-        slot.state = engine.TenantState(catalog=catalog, config=config, popular=popular, trending=trending,
-                                        neighbors=nb, factors=factors, model_run=run, config_stamp=stamp,
-                                        popularity_stamp=pop_stamp)
+        state = engine.TenantState(catalog=catalog, config=config, popular=popular, trending=trending,
+                                   neighbors=nb, factors=factors, model_run=run, config_stamp=stamp,
+                                   popularity_stamp=pop_stamp)
+        if old is not None and same_catalog and old.model_run == run and old.similar is not None:
+            state.similar = old.similar
+        else:  # about a second at 20k items: off the event loop
+            await asyncio.to_thread(state.similar_items)
+        slot.state = state
         slot.checked = time.monotonic()
         log.debug("tenant state loaded", tenant=tenant, items=len(catalog), seconds=round(slot.checked - started, 3))
 
