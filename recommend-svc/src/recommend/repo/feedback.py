@@ -135,25 +135,26 @@ async def _clicks(conn: asyncpg.Connection, tenant: str, clicks: Sequence[Row], 
     await events.publish(conn, out, shards)
 
 
-_STATE = """
+# the kinds as literals: the partial index interactions_marks matches them (a parameter would not)
+_STATE = f"""
 WITH k AS (
   SELECT unnest($2::text[]) AS person
   UNION
-  SELECT person FROM person_aliases WHERE tenant_id = $1 AND anonymous_id = ANY($7::text[]))
+  SELECT person FROM person_aliases WHERE tenant_id = $1 AND anonymous_id = ANY($6::text[]))
 SELECT
   (SELECT array_agg(person) FROM k) AS keys,
-  (SELECT coalesce(array_agg(row(h.item_id, h.kind, h.weight, h.occurred_at) ORDER BY h.occurred_at DESC), '{}')
+  (SELECT coalesce(array_agg(row(h.item_id, h.kind, h.weight, h.occurred_at) ORDER BY h.occurred_at DESC), '{{}}')
      FROM (SELECT item_id, kind, weight, occurred_at FROM interactions
            WHERE tenant_id = $1 AND person IN (SELECT person FROM k) ORDER BY occurred_at DESC LIMIT $3) h) AS history,
-  (SELECT coalesce(array_agg(row(item_id, added_at)), '{}') FROM carts
+  (SELECT coalesce(array_agg(row(item_id, added_at)), '{{}}') FROM carts
      WHERE tenant_id = $1 AND person IN (SELECT person FROM k)) AS cart,
-  (SELECT coalesce(array_agg(row(x.item_id, x.kind, x.at)), '{}') FROM (
+  (SELECT coalesce(array_agg(row(x.item_id, x.kind, x.at)), '{{}}') FROM (
      SELECT item_id, kind, max(occurred_at) AS at FROM interactions
-     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND kind = ANY($4::smallint[])
-       AND occurred_at > $5
+     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND kind IN ({PURCHASE}, {DISMISS})
+       AND occurred_at > $4
      GROUP BY item_id, kind) x) AS marks,
   (SELECT row(item_id, category, score, cross_categories, locked_at, expires_at) FROM intents
-     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND expires_at > $6
+     WHERE tenant_id = $1 AND person IN (SELECT person FROM k) AND expires_at > $5
      ORDER BY locked_at DESC LIMIT 1) AS intent
 """
 
@@ -163,7 +164,7 @@ async def state(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, keys: list
     """A person's latest interactions, cart, purchases and dismissals still in force, and locked intent."""
     horizon = now - timedelta(days=max(config.exclude_purchased_days, config.dismiss_days, 365))
     anonymous = [k[len(events.ANON):] for k in keys if k.startswith(events.ANON)]
-    r = await conn.fetchrow(_STATE, tenant, keys, limit, [PURCHASE, DISMISS], horizon, now, anonymous)
+    r = await conn.fetchrow(_STATE, tenant, keys, limit, horizon, now, anonymous)
     profiles = [k for k in r["keys"] or () if not k.startswith(events.ANON)]
     resolved = keys[0] if not keys[0].startswith(events.ANON) else (min(profiles) if profiles else keys[0])
     out = PersonState(keys=keys, resolved=resolved)
