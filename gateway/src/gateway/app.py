@@ -24,6 +24,7 @@ from gateway.routes import (
     identity_settings,
     imports,
     journeys,
+    kpis,
     loyalty,
     message_people,
     message_tracking,
@@ -62,7 +63,7 @@ Limits are Segment's: 32 KB per call, 500 KB per batch.
 * *Secret key* (`sk_...`, server side only): `Authorization: Bearer sk_...`, with scopes
   (`events:write`, `profiles:read`, `profiles:write`, `segments:read`, `segments:write`, `imports:write`,
   `loyalty:read`, `loyalty:write`, `journeys:read`, `journeys:write`, `messaging:read`, `messaging:write`,
-  `recommend:read`, `recommend:write`; `admin` implies all).
+  `recommend:read`, `recommend:write`, `analytics:read`; `admin` implies all).
 
 **Errors** are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` with a
 stable `code`; `type` links to `/problems/{code}`.
@@ -139,6 +140,11 @@ TAGS = [
         "and its offline metrics, settings, and online CTR and conversion. `recommend:read` / `recommend:write`.",
     },
     {"name": "clerk", "description": "The store-clerk tablet's view of a customer. `profiles:read`."},
+    {
+        "name": "kpis",
+        "description": "Marketing KPIs: audience, loyalty members and tiers, journey conversion against holdout, "
+        "revenue, cost and ROI per channel, recommendation CTR uplift. `analytics:read`.",
+    },
     {"name": "settings", "description": "Identity settings of your tenant. `admin`."},
     {"name": "account", "description": "Which tenant and key you are using."},
     {"name": "health", "description": "Liveness and readiness probes."},
@@ -227,6 +233,8 @@ def create_app(
     app.include_router(clerk.router)
     app.include_router(privacy.router)
     app.include_router(imports.router)
+    app.include_router(kpis.router)
+    app.include_router(kpis.attribution_router)
     app.include_router(meta.router)
     app.include_router(health.router)
     install_openapi(app)

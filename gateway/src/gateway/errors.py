@@ -40,6 +40,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "event_too_large": (400, "One call is larger than 32 KB"),
     "invalid_identifier": (400, "The profile identifier is neither a UUID nor type:value"),
     "unsupported_encoding": (415, "Unsupported Content-Encoding"),
+    "invalid_window": (400, "The time window is invalid"),
+    "window_too_long": (400, "The time window is too long"),
     "validation_failed": (422, "The request failed validation"),
     "missing_api_key": (401, "An API key is required"),
     "invalid_api_key": (401, "The API key is invalid or revoked"),

@@ -43,6 +43,7 @@ KNOWN_SCOPES = frozenset(
         "messaging:write",
         "recommend:read",
         "recommend:write",
+        "analytics:read",
         ADMIN,
     }
 )

@@ -123,6 +123,7 @@ def channel_config_read(c: pb.ChannelConfig) -> ChannelConfigRead:
         fallbacks=[ProviderRead(provider=f.provider, settings=_object(f.settings_json),
                                 rate_limit_per_second=f.rate_limit_per_second) for f in c.fallbacks],
         updated_at=time_field(c, "updated_at"),
+        cost_per_message_minor=c.cost_per_message_minor, cost_currency=c.cost_currency or None,
     )
 
 
@@ -241,7 +242,8 @@ async def configure_channel(channel: ChannelPath, body: ChannelConfigWrite, prin
                         for c in body.frequency_caps],
         fallbacks=[pb.ProviderConfig(provider=f.provider, settings_json=orjson.dumps(f.settings).decode(),
                                      secrets_json=_secrets(f.secrets), rate_limit_per_second=f.rate_limit_per_second)
-                   for f in body.fallbacks])
+                   for f in body.fallbacks],
+        cost_per_message_minor=body.cost_per_message_minor, cost_currency=body.cost_currency or "")
     result = await messaging.ConfigureChannel(
         pb.ConfigureChannelRequest(config=config, idempotency_key=idempotency_key or ""),
         metadata=tenant_metadata(principal.tenant_id))

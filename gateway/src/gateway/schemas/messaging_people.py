@@ -192,6 +192,9 @@ class ChannelConfigWrite(BaseModel):
     rate_limit_per_second: int = Field(0, ge=0, le=100_000, description="0 = unlimited")
     frequency_caps: list[FrequencyCapIO] = Field(default_factory=list, max_length=10)
     fallbacks: list[ProviderWrite] = Field(default_factory=list, max_length=5)
+    cost_per_message_minor: int = Field(0, ge=0, le=10**12, description="what one sent message costs, in minor "
+                                        "units of cost_currency (the KPI report's cost and ROI)")
+    cost_currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$", description="ISO 4217; required with a cost")
 
 
 class ChannelConfigRead(BaseModel):
@@ -203,6 +206,8 @@ class ChannelConfigRead(BaseModel):
     frequency_caps: list[FrequencyCapIO]
     fallbacks: list[ProviderRead]
     updated_at: datetime | None = None
+    cost_per_message_minor: int = 0
+    cost_currency: str | None = None
 
 
 class BestSendTimeRead(BaseModel):

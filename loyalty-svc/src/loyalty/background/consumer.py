@@ -257,7 +257,7 @@ class IdentityEvents:
     async def erased(self, conn: asyncpg.Connection, tenant: str, profile_id: str) -> None:
         if parse_uuid(profile_id) is None:
             return
-        for pid in await people.erase(conn, tenant, profile_id):
+        for pid in await people.erase(conn, tenant, profile_id, self._clock.now()):
             await coupon_repo.erase_profile(conn, tenant, pid)
             await reward_repo.erase_profile(conn, tenant, pid)
 

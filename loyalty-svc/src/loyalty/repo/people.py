@@ -84,11 +84,16 @@ async def merge(conn: asyncpg.Connection, tenant: str, program: pb.Program, from
     return [member_repo.tier_event(tenant, program, into_id, move, got, now)]
 
 
-async def erase(conn: asyncpg.Connection, tenant: str, profile_id: str) -> list[str]:
+async def erase(conn: asyncpg.Connection, tenant: str, profile_id: str, now: datetime | None = None) -> list[str]:
     """Delete everything loyalty holds about the person (every program, and the memberships merged into
-    theirs); the profile ids erased. The caller erases coupons and redemptions of those ids too."""
+    theirs); the profile ids erased. The caller erases coupons and redemptions of those ids too. Each
+    live membership erased is counted, anonymously, in member_losses (the report's members lost)."""
     ids = [uuid.UUID(profile_id)] + [r["profile_id"] for r in await conn.fetch(
         "SELECT DISTINCT profile_id FROM members WHERE tenant_id = $1 AND merged_into = $2", tenant, profile_id)]
+    await conn.execute(
+        "INSERT INTO member_losses (tenant_id, program_id, tier_code, reason, lost_at) "
+        "SELECT tenant_id, program_id, tier_code, 'erased', COALESCE($3, now()) FROM members "
+        "WHERE tenant_id = $1 AND profile_id = $2 AND merged_into IS NULL", tenant, profile_id, now)
     await conn.execute("SET LOCAL loyalty.erasing = 'on'")
     for table in ("ledger_entries", "lots", "qualifying", "tier_changes", "members"):
         await conn.execute(f"DELETE FROM {table} WHERE tenant_id = $1 AND profile_id = ANY($2::uuid[])", tenant, ids)

@@ -1,5 +1,6 @@
 """The program report: outstanding points (the liability), members per tier, and points earned,
-spent, expired, reversed and adjusted per period, with enrolments and tier moves."""
+spent, expired, reversed and adjusted per period, with enrolments, tier moves and members lost
+(memberships erased)."""
 
 from __future__ import annotations
 
@@ -41,13 +42,20 @@ _PERIODS = """
         FROM tier_changes
         WHERE tenant_id = $1 AND program_id = $2 AND changed_at >= $3 AND changed_at < $4
         GROUP BY 1
+    ),
+    lost AS (
+        SELECT date_trunc($5, lost_at AT TIME ZONE $6) AS bucket, count(*) AS lost
+        FROM member_losses
+        WHERE tenant_id = $1 AND program_id = $2 AND lost_at >= $3 AND lost_at < $4
+        GROUP BY 1
     )
-    SELECT coalesce(m.bucket, t.bucket) AS bucket, coalesce(m.earned, 0)::bigint AS earned,
+    SELECT coalesce(m.bucket, t.bucket, l.bucket) AS bucket, coalesce(m.earned, 0)::bigint AS earned,
            coalesce(m.spent, 0)::bigint AS spent, coalesce(m.expired, 0)::bigint AS expired,
            coalesce(m.reversed, 0)::bigint AS reversed, coalesce(m.adjusted, 0)::bigint AS adjusted,
            coalesce(t.enrolled, 0)::bigint AS enrolled, coalesce(t.upgrades, 0)::bigint AS upgrades,
-           coalesce(t.downgrades, 0)::bigint AS downgrades
+           coalesce(t.downgrades, 0)::bigint AS downgrades, coalesce(l.lost, 0)::bigint AS lost
     FROM moves m FULL JOIN tiers t ON t.bucket = m.bucket
+    FULL JOIN lost l ON l.bucket = coalesce(m.bucket, t.bucket)
     ORDER BY 1
 """
 
@@ -72,7 +80,7 @@ async def report(conn: asyncpg.Connection, tenant: str, program: pb.Program, sta
     for r in await conn.fetch(_PERIODS, tenant, program.id, start, to, period, tz.key):
         p = out.periods.add(earned=r["earned"], spent=r["spent"], expired=r["expired"], reversed=r["reversed"],
                             adjusted=r["adjusted"], members_enrolled=r["enrolled"], tier_upgrades=r["upgrades"],
-                            tier_downgrades=r["downgrades"])
+                            tier_downgrades=r["downgrades"], members_lost=r["lost"])
         set_timestamp(p.start, r["bucket"].replace(tzinfo=tz))
     set_timestamp(out.as_of, now)
     return out

@@ -16,6 +16,7 @@ import orjson
 from mcloud.messaging.v1 import messaging_pb2 as pb
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.timestamps import set_timestamp
+from messaging.domain.attribution import check_currency
 from messaging.domain.names import CHANNEL_ENUM
 from messaging.domain.policies import Cap
 from messaging.providers import ChannelSetup, ProviderSpec, check_provider
@@ -42,6 +43,9 @@ class ChannelRow:
     # each {"provider", "settings", "secrets", "rate_limit_per_second"}
     fallbacks: tuple[dict[str, Any], ...]
     updated_at: datetime
+    # what one sent message costs (channel report: cost and ROI)
+    cost_per_message_minor: int = 0
+    cost_currency: str = ""
 
     def setup(self):
         """The providers' ChannelSetup of this configuration (messaging.providers)."""
@@ -70,7 +74,9 @@ def _row(row: Mapping[str, Any]) -> ChannelRow:
     return ChannelRow(channel=row["channel"], provider=row["provider"], enabled=row["enabled"],
                       settings=_json(row["settings"], {}), secrets=_json(row["secrets"], {}),
                       rate_limit_per_second=row["rate_limit_per_second"], caps=caps,
-                      fallbacks=tuple(_json(row["fallbacks"], [])), updated_at=row["updated_at"])
+                      fallbacks=tuple(_json(row["fallbacks"], [])), updated_at=row["updated_at"],
+                      cost_per_message_minor=row.get("cost_per_message_minor") or 0,
+                      cost_currency=row.get("cost_currency") or "")
 
 
 async def get_channel(conn: asyncpg.Connection, tenant: str, channel: str, *, fresh: bool = False
@@ -105,6 +111,19 @@ def _rate(value: int, field: str) -> int:
     return value
 
 
+def _cost(minor: int, currency: str) -> tuple[int, str]:
+    """The cost per message and its currency (required with a cost, optional without)."""
+    if minor < 0:
+        raise InvalidArgument("cost_per_message_minor must be >= 0", code="invalid_cost",
+                              field="config.cost_per_message_minor")
+    if not currency.strip():
+        if minor:
+            raise InvalidArgument("cost_currency is required with a cost per message", code="invalid_currency",
+                                  field="config.cost_currency")
+        return 0, ""
+    return minor, check_currency(currency, "config.cost_currency")
+
+
 def _caps(caps) -> list[dict[str, int]]:
     if len(caps) > MAX_CAPS:
         raise InvalidArgument(f"at most {MAX_CAPS} frequency caps", code="too_many_caps", field="config.frequency_caps")
@@ -132,7 +151,8 @@ def message(row: Mapping[str, Any]) -> pb.ChannelConfig:
     r = row if isinstance(row, ChannelRow) else _row(row)
     c = pb.ChannelConfig(channel=CHANNEL_ENUM[r.channel], provider=r.provider, enabled=r.enabled,
                          settings_json=orjson.dumps(dict(r.settings)).decode(),
-                         rate_limit_per_second=r.rate_limit_per_second)
+                         rate_limit_per_second=r.rate_limit_per_second,
+                         cost_per_message_minor=r.cost_per_message_minor, cost_currency=r.cost_currency)
     for cap in r.caps:
         c.frequency_caps.add(max_messages=cap.max_messages, window_hours=cap.window_hours)
     for f in r.fallbacks:
@@ -156,6 +176,7 @@ async def configure(conn: asyncpg.Connection, tenant: str, config: pb.ChannelCon
     caps = _caps(config.frequency_caps)
     if len(config.fallbacks) > MAX_FALLBACKS:
         raise InvalidArgument(f"at most {MAX_FALLBACKS} fallbacks", code="too_many_fallbacks", field="config.fallbacks")
+    cost, cost_currency = _cost(config.cost_per_message_minor, config.cost_currency)
     async with conn.transaction():
         old = await conn.fetchrow("SELECT * FROM channel_configs WHERE tenant_id = $1 AND channel = $2 FOR UPDATE",
                                   tenant, channel)
@@ -185,13 +206,16 @@ async def configure(conn: asyncpg.Connection, tenant: str, config: pb.ChannelCon
         row = await conn.fetchrow(
             """
             INSERT INTO channel_configs (tenant_id, channel, provider, enabled, settings, secrets,
-                                         rate_limit_per_second, frequency_caps, fallbacks, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                         rate_limit_per_second, frequency_caps, fallbacks, updated_at,
+                                         cost_per_message_minor, cost_currency)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             ON CONFLICT (tenant_id, channel) DO UPDATE SET provider = excluded.provider, enabled = excluded.enabled,
                 settings = excluded.settings, secrets = excluded.secrets,
                 rate_limit_per_second = excluded.rate_limit_per_second, frequency_caps = excluded.frequency_caps,
-                fallbacks = excluded.fallbacks, updated_at = excluded.updated_at
+                fallbacks = excluded.fallbacks, updated_at = excluded.updated_at,
+                cost_per_message_minor = excluded.cost_per_message_minor, cost_currency = excluded.cost_currency
             RETURNING *
-            """, tenant, channel, provider, config.enabled, settings, secrets, rate, caps, fallbacks, now)
+            """, tenant, channel, provider, config.enabled, settings, secrets, rate, caps, fallbacks, now,
+            cost, cost_currency)
     _cache.pop((tenant, channel), None)
     return message(row)

@@ -129,6 +129,8 @@ async def merge(conn: asyncpg.Connection, tenant: str, from_pid: str, into_pid: 
                            tenant, from_pid, into_pid)
         await conn.execute("UPDATE inbox SET profile_id = $3 WHERE tenant_id = $1 AND profile_id = $2",
                            tenant, from_pid, into_pid)
+        await conn.execute("UPDATE attributions SET profile_id = $3 WHERE tenant_id = $1 AND profile_id = $2",
+                           tenant, from_pid, into_pid)
 
 
 async def erase(conn: asyncpg.Connection, tenant: str, profile_id: str, now: datetime) -> None:
@@ -149,6 +151,9 @@ async def erase(conn: asyncpg.Connection, tenant: str, profile_id: str, now: dat
             WHERE e.tenant_id = $1 AND m.tenant_id = $1 AND m.profile_id = $2 AND e.message_id = m.id
             """, tenant, profile_id)
         await conn.execute("DELETE FROM messages WHERE tenant_id = $1 AND profile_id = $2", tenant, profile_id)
+        # attributed revenue stays in the channel's totals, no longer tied to the person
+        await conn.execute("UPDATE attributions SET profile_id = NULL WHERE tenant_id = $1 AND profile_id = $2",
+                           tenant, profile_id)
         await conn.execute("DELETE FROM suppressions WHERE tenant_id = $1 AND profile_id = $2 AND address = ''",
                            tenant, profile_id)
         await conn.execute("UPDATE suppressions SET profile_id = NULL WHERE tenant_id = $1 AND profile_id = $2",

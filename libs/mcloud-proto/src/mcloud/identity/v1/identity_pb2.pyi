@@ -606,3 +606,85 @@ class ImportReport(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     def __init__(self, import_id: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., last_row: _Optional[int] = ..., accepted: _Optional[int] = ..., merged: _Optional[int] = ..., rejected: _Optional[int] = ..., rejected_by_code: _Optional[_Mapping[str, int]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetAudienceReportRequest(_message.Message):
+    __slots__ = ("since", "until", "granularity")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    granularity: str
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[str] = ...) -> None: ...
+
+class AudiencePeriod(_message.Message):
+    __slots__ = ("start", "known_gained", "erased", "active", "active_members", "churned", "buyers", "orders")
+    START_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_GAINED_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CHURNED_FIELD_NUMBER: _ClassVar[int]
+    BUYERS_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    known_gained: int
+    erased: int
+    active: int
+    active_members: int
+    churned: int
+    buyers: int
+    orders: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., known_gained: _Optional[int] = ..., erased: _Optional[int] = ..., active: _Optional[int] = ..., active_members: _Optional[int] = ..., churned: _Optional[int] = ..., buyers: _Optional[int] = ..., orders: _Optional[int] = ...) -> None: ...
+
+class LifecycleCount(_message.Message):
+    __slots__ = ("stage", "profiles")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    profiles: int
+    def __init__(self, stage: _Optional[str] = ..., profiles: _Optional[int] = ...) -> None: ...
+
+class GetAudienceReportResponse(_message.Message):
+    __slots__ = ("since", "until", "granularity", "known_gained", "erased", "active", "active_members", "churned", "profiles", "known_profiles", "lifecycle", "customers", "repeat_customers", "repurchase_rate", "window_buyers", "window_repeat_buyers", "window_repurchase_rate", "churn_rate", "periods", "as_of")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_GAINED_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    CHURNED_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_PROFILES_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    REPEAT_CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    REPURCHASE_RATE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_BUYERS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REPEAT_BUYERS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_REPURCHASE_RATE_FIELD_NUMBER: _ClassVar[int]
+    CHURN_RATE_FIELD_NUMBER: _ClassVar[int]
+    PERIODS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    granularity: str
+    known_gained: int
+    erased: int
+    active: int
+    active_members: int
+    churned: int
+    profiles: int
+    known_profiles: int
+    lifecycle: _containers.RepeatedCompositeFieldContainer[LifecycleCount]
+    customers: int
+    repeat_customers: int
+    repurchase_rate: float
+    window_buyers: int
+    window_repeat_buyers: int
+    window_repurchase_rate: float
+    churn_rate: float
+    periods: _containers.RepeatedCompositeFieldContainer[AudiencePeriod]
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[str] = ..., known_gained: _Optional[int] = ..., erased: _Optional[int] = ..., active: _Optional[int] = ..., active_members: _Optional[int] = ..., churned: _Optional[int] = ..., profiles: _Optional[int] = ..., known_profiles: _Optional[int] = ..., lifecycle: _Optional[_Iterable[_Union[LifecycleCount, _Mapping]]] = ..., customers: _Optional[int] = ..., repeat_customers: _Optional[int] = ..., repurchase_rate: _Optional[float] = ..., window_buyers: _Optional[int] = ..., window_repeat_buyers: _Optional[int] = ..., window_repurchase_rate: _Optional[float] = ..., churn_rate: _Optional[float] = ..., periods: _Optional[_Iterable[_Union[AudiencePeriod, _Mapping]]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

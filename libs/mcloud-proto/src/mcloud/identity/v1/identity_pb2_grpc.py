@@ -156,6 +156,11 @@ class IdentityServiceStub:
                 request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.SerializeToString,
                 response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.FromString,
                 _registered_method=True)
+        self.GetAudienceReport = channel.unary_unary(
+                '/mcloud.identity.v1.IdentityService/GetAudienceReport',
+                request_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportRequest.SerializeToString,
+                response_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -334,6 +339,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAudienceReport(self, request, context):
+        """GetAudienceReport is the marketer's view of the audience over a window: known profiles gained
+        and erased (lost), active profiles and members, lifecycle stages now and churn, repurchase rate,
+        per day, week or month. Read-only, computed set-based from profiles, identifiers and events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -456,6 +470,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetImport,
                     request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.FromString,
                     response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.SerializeToString,
+            ),
+            'GetAudienceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAudienceReport,
+                    request_deserializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportRequest.FromString,
+                    response_serializer=mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1108,6 +1127,33 @@ class IdentityService:
             '/mcloud.identity.v1.IdentityService/GetImport',
             mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportRequest.SerializeToString,
             mcloud_dot_identity_dot_v1_dot_identity__pb2.GetImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAudienceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.identity.v1.IdentityService/GetAudienceReport',
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportRequest.SerializeToString,
+            mcloud_dot_identity_dot_v1_dot_identity__pb2.GetAudienceReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1045,7 +1045,7 @@ class TierCount(_message.Message):
     def __init__(self, tier_code: _Optional[str] = ..., tier_name: _Optional[str] = ..., members: _Optional[int] = ...) -> None: ...
 
 class PeriodTotals(_message.Message):
-    __slots__ = ("start", "earned", "spent", "expired", "reversed", "adjusted", "members_enrolled", "tier_upgrades", "tier_downgrades")
+    __slots__ = ("start", "earned", "spent", "expired", "reversed", "adjusted", "members_enrolled", "tier_upgrades", "tier_downgrades", "members_lost")
     START_FIELD_NUMBER: _ClassVar[int]
     EARNED_FIELD_NUMBER: _ClassVar[int]
     SPENT_FIELD_NUMBER: _ClassVar[int]
@@ -1055,6 +1055,7 @@ class PeriodTotals(_message.Message):
     MEMBERS_ENROLLED_FIELD_NUMBER: _ClassVar[int]
     TIER_UPGRADES_FIELD_NUMBER: _ClassVar[int]
     TIER_DOWNGRADES_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_LOST_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     earned: int
     spent: int
@@ -1064,7 +1065,8 @@ class PeriodTotals(_message.Message):
     members_enrolled: int
     tier_upgrades: int
     tier_downgrades: int
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., earned: _Optional[int] = ..., spent: _Optional[int] = ..., expired: _Optional[int] = ..., reversed: _Optional[int] = ..., adjusted: _Optional[int] = ..., members_enrolled: _Optional[int] = ..., tier_upgrades: _Optional[int] = ..., tier_downgrades: _Optional[int] = ...) -> None: ...
+    members_lost: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., earned: _Optional[int] = ..., spent: _Optional[int] = ..., expired: _Optional[int] = ..., reversed: _Optional[int] = ..., adjusted: _Optional[int] = ..., members_enrolled: _Optional[int] = ..., tier_upgrades: _Optional[int] = ..., tier_downgrades: _Optional[int] = ..., members_lost: _Optional[int] = ...) -> None: ...
 
 class GetProgramReportResponse(_message.Message):
     __slots__ = ("program_id", "members", "outstanding_points", "pending_points", "debt_points", "liability_minor", "currency", "tiers", "periods", "as_of")

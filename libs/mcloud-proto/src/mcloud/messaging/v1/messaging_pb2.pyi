@@ -658,7 +658,7 @@ class FrequencyCap(_message.Message):
     def __init__(self, max_messages: _Optional[int] = ..., window_hours: _Optional[int] = ...) -> None: ...
 
 class ChannelConfig(_message.Message):
-    __slots__ = ("channel", "provider", "enabled", "settings_json", "secrets_json", "rate_limit_per_second", "frequency_caps", "updated_at", "fallbacks")
+    __slots__ = ("channel", "provider", "enabled", "settings_json", "secrets_json", "rate_limit_per_second", "frequency_caps", "updated_at", "fallbacks", "cost_per_message_minor", "cost_currency")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
@@ -668,6 +668,8 @@ class ChannelConfig(_message.Message):
     FREQUENCY_CAPS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_MESSAGE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    COST_CURRENCY_FIELD_NUMBER: _ClassVar[int]
     channel: Channel
     provider: str
     enabled: bool
@@ -677,7 +679,9 @@ class ChannelConfig(_message.Message):
     frequency_caps: _containers.RepeatedCompositeFieldContainer[FrequencyCap]
     updated_at: _timestamp_pb2.Timestamp
     fallbacks: _containers.RepeatedCompositeFieldContainer[ProviderConfig]
-    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., provider: _Optional[str] = ..., enabled: _Optional[bool] = ..., settings_json: _Optional[str] = ..., secrets_json: _Optional[str] = ..., rate_limit_per_second: _Optional[int] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fallbacks: _Optional[_Iterable[_Union[ProviderConfig, _Mapping]]] = ...) -> None: ...
+    cost_per_message_minor: int
+    cost_currency: str
+    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., provider: _Optional[str] = ..., enabled: _Optional[bool] = ..., settings_json: _Optional[str] = ..., secrets_json: _Optional[str] = ..., rate_limit_per_second: _Optional[int] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fallbacks: _Optional[_Iterable[_Union[ProviderConfig, _Mapping]]] = ..., cost_per_message_minor: _Optional[int] = ..., cost_currency: _Optional[str] = ...) -> None: ...
 
 class ProviderConfig(_message.Message):
     __slots__ = ("provider", "settings_json", "secrets_json", "rate_limit_per_second")
@@ -851,3 +855,121 @@ class UnsubscribeResponse(_message.Message):
     channel: Channel
     already: bool
     def __init__(self, profile_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., already: _Optional[bool] = ...) -> None: ...
+
+class GetChannelReportRequest(_message.Message):
+    __slots__ = ("since", "until")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AttributedRevenue(_message.Message):
+    __slots__ = ("currency", "orders", "revenue_minor")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    orders: int
+    revenue_minor: int
+    def __init__(self, currency: _Optional[str] = ..., orders: _Optional[int] = ..., revenue_minor: _Optional[int] = ...) -> None: ...
+
+class ChannelReport(_message.Message):
+    __slots__ = ("channel", "sent", "delivered", "opened", "clicked", "bounced", "unsubscribed", "revenue", "attributed_orders", "cost_minor", "cost_currency", "roi", "open_rate", "click_rate")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    CLICKED_FIELD_NUMBER: _ClassVar[int]
+    BOUNCED_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBED_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTED_ORDERS_FIELD_NUMBER: _ClassVar[int]
+    COST_MINOR_FIELD_NUMBER: _ClassVar[int]
+    COST_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ROI_FIELD_NUMBER: _ClassVar[int]
+    OPEN_RATE_FIELD_NUMBER: _ClassVar[int]
+    CLICK_RATE_FIELD_NUMBER: _ClassVar[int]
+    channel: Channel
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+    unsubscribed: int
+    revenue: _containers.RepeatedCompositeFieldContainer[AttributedRevenue]
+    attributed_orders: int
+    cost_minor: int
+    cost_currency: str
+    roi: float
+    open_rate: float
+    click_rate: float
+    def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., sent: _Optional[int] = ..., delivered: _Optional[int] = ..., opened: _Optional[int] = ..., clicked: _Optional[int] = ..., bounced: _Optional[int] = ..., unsubscribed: _Optional[int] = ..., revenue: _Optional[_Iterable[_Union[AttributedRevenue, _Mapping]]] = ..., attributed_orders: _Optional[int] = ..., cost_minor: _Optional[int] = ..., cost_currency: _Optional[str] = ..., roi: _Optional[float] = ..., open_rate: _Optional[float] = ..., click_rate: _Optional[float] = ...) -> None: ...
+
+class AttributedSource(_message.Message):
+    __slots__ = ("journey_id", "campaign_id", "channel", "currency", "orders", "revenue_minor")
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    REVENUE_MINOR_FIELD_NUMBER: _ClassVar[int]
+    journey_id: str
+    campaign_id: str
+    channel: Channel
+    currency: str
+    orders: int
+    revenue_minor: int
+    def __init__(self, journey_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., channel: _Optional[_Union[Channel, str]] = ..., currency: _Optional[str] = ..., orders: _Optional[int] = ..., revenue_minor: _Optional[int] = ...) -> None: ...
+
+class GetChannelReportResponse(_message.Message):
+    __slots__ = ("since", "until", "channels", "sources", "attribution", "as_of", "unsubscribed_all_channels")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    UNSUBSCRIBED_ALL_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    channels: _containers.RepeatedCompositeFieldContainer[ChannelReport]
+    sources: _containers.RepeatedCompositeFieldContainer[AttributedSource]
+    attribution: AttributionSettings
+    as_of: _timestamp_pb2.Timestamp
+    unsubscribed_all_channels: int
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channels: _Optional[_Iterable[_Union[ChannelReport, _Mapping]]] = ..., sources: _Optional[_Iterable[_Union[AttributedSource, _Mapping]]] = ..., attribution: _Optional[_Union[AttributionSettings, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unsubscribed_all_channels: _Optional[int] = ...) -> None: ...
+
+class AttributionSettings(_message.Message):
+    __slots__ = ("window_hours", "count_opens", "default_currency", "updated_at")
+    WINDOW_HOURS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_OPENS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    window_hours: int
+    count_opens: bool
+    default_currency: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, window_hours: _Optional[int] = ..., count_opens: _Optional[bool] = ..., default_currency: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetAttributionSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetAttributionSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: AttributionSettings
+    def __init__(self, settings: _Optional[_Union[AttributionSettings, _Mapping]] = ...) -> None: ...
+
+class SetAttributionSettingsRequest(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: AttributionSettings
+    def __init__(self, settings: _Optional[_Union[AttributionSettings, _Mapping]] = ...) -> None: ...
+
+class SetAttributionSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: AttributionSettings
+    def __init__(self, settings: _Optional[_Union[AttributionSettings, _Mapping]] = ...) -> None: ...

@@ -151,6 +151,21 @@ class MessagingServiceStub:
                 request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.SerializeToString,
                 response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.FromString,
                 _registered_method=True)
+        self.GetChannelReport = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/GetChannelReport',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportResponse.FromString,
+                _registered_method=True)
+        self.GetAttributionSettings = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/GetAttributionSettings',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsResponse.FromString,
+                _registered_method=True)
+        self.SetAttributionSettings = channel.unary_unary(
+                '/mcloud.messaging.v1.MessagingService/SetAttributionSettings',
+                request_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsRequest.SerializeToString,
+                response_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class MessagingServiceServicer:
@@ -337,6 +352,29 @@ class MessagingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetChannelReport(self, request, context):
+        """GetChannelReport is each channel's funnel over a window (sent, delivered, opened, clicked,
+        bounced, unsubscribed), the orders and revenue attributed to its messages (last touch: a click,
+        else an open, within the tenant's attribution window before the order), its cost and ROI.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttributionSettings(self, request, context):
+        """GetAttributionSettings returns the tenant's attribution rules (defaults when never set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAttributionSettings(self, request, context):
+        """SetAttributionSettings replaces them; they apply to orders attributed from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MessagingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -449,6 +487,21 @@ def add_MessagingServiceServicer_to_server(servicer, server):
                     servicer.Unsubscribe,
                     request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.FromString,
                     response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.SerializeToString,
+            ),
+            'GetChannelReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChannelReport,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportResponse.SerializeToString,
+            ),
+            'GetAttributionSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAttributionSettings,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsResponse.SerializeToString,
+            ),
+            'SetAttributionSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAttributionSettings,
+                    request_deserializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsRequest.FromString,
+                    response_serializer=mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1052,6 +1105,87 @@ class MessagingService:
             '/mcloud.messaging.v1.MessagingService/Unsubscribe',
             mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeRequest.SerializeToString,
             mcloud_dot_messaging_dot_v1_dot_messaging__pb2.UnsubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChannelReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/GetChannelReport',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetChannelReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAttributionSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/GetAttributionSettings',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.GetAttributionSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAttributionSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcloud.messaging.v1.MessagingService/SetAttributionSettings',
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsRequest.SerializeToString,
+            mcloud_dot_messaging_dot_v1_dot_messaging__pb2.SetAttributionSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
