@@ -301,6 +301,7 @@ def report_read(r: pb.GetProgramReportResponse) -> ProgramReport:
                 reversed=x.reversed,
                 adjusted=x.adjusted,
                 members_enrolled=x.members_enrolled,
+                members_lost=x.members_lost,
                 tier_upgrades=x.tier_upgrades,
                 tier_downgrades=x.tier_downgrades,
             )

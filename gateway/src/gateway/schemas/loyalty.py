@@ -323,6 +323,7 @@ class PeriodTotalsRead(BaseModel):
     reversed: int
     adjusted: int
     members_enrolled: int
+    members_lost: int = Field(0, description="memberships ended by erasure in the period")
     tier_upgrades: int
     tier_downgrades: int
 
