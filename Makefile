@@ -6,7 +6,7 @@ export UV_SYSTEM_CERTS := true
 UV = $(shell ./scripts/ensure-uv.sh)
 VENV = .venv/bin
 
-.PHONY: install up down status test test-fast lint proto proto-check bench tenant
+.PHONY: install up down status demo test test-fast lint proto proto-check bench tenant
 
 install: .venv/.installed
 
@@ -22,6 +22,9 @@ down: install
 
 status: install
 	$(VENV)/mcloud status
+
+demo: install ## on a running stack (`make up` in another terminal): a demo tenant and Rachel's story, step by step
+	$(VENV)/mcloud demo
 
 test: install ## every test: unit, integration (real PostgreSQL/Valkey), gRPC, e2e
 	$(VENV)/pytest -q

@@ -18,6 +18,7 @@ from mcloud_cli.config import (
     StackConfig,
     StackPorts,
 )
+from mcloud_cli.demo.cli import demo_app
 from mcloud_cli.identity_import import identity_app
 from mcloud_cli.recommend_cli import recommend_app
 from mcloud_cli.stack import probe_stack, stop_stack
@@ -28,6 +29,7 @@ tenant_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=Tru
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(identity_app, name="identity")
 app.add_typer(recommend_app, name="recommend")
+app.add_typer(demo_app, name="demo")
 
 Home = Annotated[Path, typer.Option("--home", envvar="MCLOUD_HOME", help="Folder of the stack's data, logs "
                                     "and state.", file_okay=False)]
