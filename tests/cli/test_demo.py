@@ -11,16 +11,19 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
+import httpx
 import orjson
 import pytest
 from liquid import Environment
 
 from gateway.schemas.coupons import CampaignWrite
 from gateway.schemas.loyalty import ProgramWrite
+from gateway.schemas.messaging_people import ChannelConfigWrite
 from gateway.schemas.recommend import ItemUpsert, RecommendSettingsWrite
 from gateway.schemas.templates import TemplateWrite
 from journey.domain.definition import validate
 from mcloud_cli.demo import catalog, generate
+from mcloud_cli.demo.push import PushSink
 from mcloud_cli.demo.smtp import MailSink, html_of
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -36,6 +39,11 @@ def test_the_demo_data_fit_the_gateways_schemas():
     for key, (channel, content) in catalog.TEMPLATES.items():
         TemplateWrite.model_validate({"name": f"demo-{key}", "channel": channel, "default_locale": "en",
                                       "variants": [{"locale": "en", **content}]})
+    ChannelConfigWrite.model_validate({"provider": "http_json", "settings": {"url": "http://127.0.0.1:1/push"}})
+    for life in catalog.LIFECYCLE:
+        for body in life.campaigns.values():
+            CampaignWrite.model_validate(body)
+    assert catalog.WELCOME_COUPON["remind_days_before_expiry"] > 0  # feeds the coupon-expiry journey
 
 
 def test_the_catalogue_tells_the_story():
@@ -70,6 +78,53 @@ def test_the_adapted_journeys_are_valid_and_never_wait_days(file, build):
         assert first["id"] == "congratulate" and first["next"] == "congratulate-in-app"
 
 
+FAKE = "0193a0c2-8f00-7000-8000-0000000000{:02d}"
+
+
+def _valid_and_real_time(definition: dict) -> None:
+    result = validate(orjson.dumps(definition).decode())
+    assert result.errors == [], result.errors
+    steps = definition["steps"]
+    assert not [s for s in steps if s.get("best_send_time")]
+    assert not [s for s in steps for k in ("duration", "timeout") if re.search(r"\d+D", s.get(k, ""))]
+    assert definition.get("holdout_percent", 0) == 0
+
+
+@pytest.mark.parametrize("life", catalog.LIFECYCLE, ids=lambda life: life.key)
+def test_every_other_lifecycle_journey_is_filled_valid_and_adapted(life):
+    template = orjson.loads((catalog.journey_templates_dir() / life.file).read_bytes())
+    # the demo fills every variable of the template: templates it creates, campaigns, segments, values
+    provided = {"program_id", *life.templates, *life.campaigns, *life.segments, *life.fixed}
+    assert set(template["variables"]) <= provided, set(template["variables"]) - provided
+    for key in life.templates.values():
+        assert key in catalog.TEMPLATES
+    values = {var: FAKE.format(i) for i, var in enumerate(sorted(provided))}
+    values.update(life.fixed)
+    definition, notes = catalog.lifecycle_journey(template, values)
+    _valid_and_real_time(definition)
+    assert "{{" not in orjson.dumps(definition).decode()
+    assert notes or life.notes
+    assert bool(life.draft) == (life.key == "double11")  # only the seasonal campaign waits as a draft
+    if life.key == "replenishment":
+        entry = definition["entry"]["where"][0]
+        assert entry == {"property": "category", "op": "eq", "value": "nutrition"}
+        assert definition["steps"][0]["duration"] == "PT25H"
+    if life.key == "repeat_purchase":
+        assert definition["entry"]["event"] == "Order Completed" and definition["start"] == "reordered-within-14d"
+
+
+def test_the_push_journeys_are_valid_and_entered_by_the_apps_and_the_pos_events():
+    nearby = catalog.store_nearby_journey(FAKE.format(1))
+    _valid_and_real_time(nearby)
+    assert nearby["entry"]["event"] == "Store Nearby" and nearby["reentry"]["mode"] == "cooldown"
+    assert [s["channel"] for s in nearby["steps"] if s["type"] == "send"] == ["push"]
+    thanks = catalog.post_purchase_journey(FAKE.format(2))
+    _valid_and_real_time(thanks)
+    assert thanks["entry"] == {"type": "event", "event": "Order Completed", "key": "order_id",
+                               "where": [{"property": "store_id", "op": "exists"}]}  # POS orders only
+    assert [s["channel"] for s in thanks["steps"] if s["type"] == "send"] == ["push"]
+
+
 def test_adapt_rewires_every_edge_past_removed_waits():
     definition = {"entry": {"type": "api"}, "start": "w", "steps": [
         {"id": "w", "type": "wait", "best_send_time": True, "within": "P1D", "next": "a"},
@@ -94,6 +149,22 @@ def test_the_templates_render_what_the_story_reads():
     html = env.from_string(catalog.TEMPLATES["welcome"][1]["body_html"]).render(
         coupon={"code": "WELCOME-AB12"}, profile={"first_name": "Rachel"})
     assert "WELCOME-AB12" in html
+    invite = catalog.TEMPLATES["store-invite-push"][1]
+    assert env.from_string(invite["title"]).render(profile={"first_name": "Rachel"}) == (
+        "Rachel, you are near Stride Jing'an")
+    thanks = catalog.TEMPLATES["post-purchase-push"][1]
+    body = env.from_string(thanks["body_text"]).render(order_id="POS-1", total=218)
+    assert "POS-1 earned 318 points" in body
+
+
+async def test_the_demo_push_sink_keeps_every_json_body():
+    async with PushSink() as sink, httpx.AsyncClient() as client:
+        r = await client.post(sink.url, json={"to": "tok-1", "title": "Hi", "body": "there", "data": {}})
+        assert r.status_code == 200 and r.json()["id"]
+        r = await client.post(sink.url, content=b"not json")
+        assert r.status_code == 400
+        await client.post(sink.url, json={"to": "tok-2", "title": "Other"})
+    assert [p["title"] for p in sink.to("tok-1")] == ["Hi"] and len(sink.pushes) == 2
 
 
 def test_the_generator_is_deterministic():

@@ -43,7 +43,16 @@ def test_mcloud_demo_plays_the_story(stack, clock):
                  "tier: Normal -> Silver", "email received: \"You are Silver now, Rachel\"",
                  "in-app inbox: \"You are Silver now\"", "clerk sees Rachel", "POS order POS-",
                  "replayed by the storefront meanwhile, earned nothing", "8. What the marketer sees",
-                 "Rachel's story played in"):
+                 "Rachel's story played in",
+                 # push channel, the push journeys and the other lifecycle journeys
+                 "generic JSON HTTP provider (http_json)", "Store nearby invite (demo) published",
+                 "Post-purchase thank-you (demo) published", "Repeat purchase (demo) published",
+                 "Replenishment reminder (demo) published", "Coupon expiry reminder (demo) published",
+                 "Win back dormant customers (demo) published", "Double-11 warm-up (demo) saved as a draft",
+                 "not published: a once-only seasonal campaign",
+                 "push received: \"Rachel, you are near Stride Jing'an\"",
+                 "push received: \"Thanks for visiting Stride, Rachel\"",
+                 "re-marketing: \"Repeat purchase (demo)\" entered for 2 orders"):
         assert line in out, f"{line!r} missing from:\n{out}"
     # a second run on the same stack: a new demo tenant, the same story
     again = mcloud(stack, "demo", env={"MCLOUD_CLOCK_OFFSET_FILE": str(clock.path)})

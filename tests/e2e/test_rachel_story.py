@@ -9,6 +9,9 @@ asserted through the public HTTP API:
   journey ONCE (email and in-app message), even though the order was replayed;
 - recommend serves her anonymous history to the member, cross-category complements once her intent locks,
   and never the shoe she bought;
+- near the store, the app's Store Nearby event sends ONE push invitation (generic JSON HTTP push provider, a
+  local push sink); her POS order sends ONE post-purchase push and enters the re-marketing journeys
+  (repeat purchase, replenishment); the other lifecycle journeys are published, Double-11 kept as a draft;
 - each message arrives exactly once; erasing her removes her from identity, loyalty, journey, recommend and
   messaging.
 """
@@ -20,6 +23,7 @@ from collections import Counter
 import pytest
 
 from mcloud_cli.demo.api import Gateway
+from mcloud_cli.demo.push import PushSink
 from mcloud_cli.demo.setup import configure
 from mcloud_cli.demo.smtp import MailSink
 from mcloud_cli.demo.story import SHOE, Story
@@ -40,9 +44,10 @@ def stack(tmp_path_factory, clock):
 
 async def test_rachel_from_anonymous_visitor_to_silver_member_then_erased(stack, new_tenant, clock):
     tenant = new_tenant("rachel-story")
-    async with MailSink() as mail, Gateway(stack.gateway_url, tenant["write_key"], tenant["secret_key"]) as gw:
-        setup = await configure(gw, mail.port)
-        story = Story(gw, setup, mail, advance=clock.advance)
+    async with (MailSink() as mail, PushSink() as push,
+                Gateway(stack.gateway_url, tenant["write_key"], tenant["secret_key"]) as gw):
+        setup = await configure(gw, mail.port, push_url=push.url)
+        story = Story(gw, setup, mail, push, advance=clock.advance)
         steps = {step.key: step async for step in story.play()}
         survivor = story.profile_id
 
@@ -70,11 +75,26 @@ async def test_rachel_from_anonymous_visitor_to_silver_member_then_erased(stack,
         enrollments = (await gw.get(f"/v1/profiles/{survivor}/enrollments", limit=50))["enrollments"]
         assert {e["profile_id"] for e in enrollments} == {survivor}
         per_journey = Counter(e["journey_id"] for e in enrollments)
-        assert per_journey == {setup.journeys["welcome"]: 1, setup.journeys["tier_upgrade"]: 1}
+        j = setup.journeys
+        assert per_journey == {j["welcome"]: 1, j["tier_upgrade"]: 1, j["store_nearby"]: 1, j["post_purchase"]: 1,
+                               j["repeat_purchase"]: 2, j["replenishment"]: 1}, per_journey
+        repeat = {e["entry_key"] for e in enrollments if e["journey_id"] == j["repeat_purchase"]}
+        assert repeat == {story.web_order, story.pos_order}  # one per order; the replayed web order entered nothing
+        # every lifecycle journey of journey-svc/templates is there: published, Double-11 a draft
+        for key in ("welcome", "tier_upgrade", "store_nearby", "post_purchase", "repeat_purchase", "replenishment",
+                    "coupon_expiry", "win_back", "double11"):
+            journey = await gw.get(f"/v1/journeys/{j[key]}")
+            assert journey["status"] == ("draft" if key == "double11" else "active"), (key, journey["status"])
+        assert set(setup.drafts) == {"double11"}
         stats = await gw.get(f"/v1/journeys/{setup.journeys['tier_upgrade']}/stats")
         assert stats["entered"] == 1
         welcome = next(e for e in enrollments if e["journey_id"] == setup.journeys["welcome"])
         assert welcome["converted"]  # her first order is the welcome journey's goal
+
+        async def invitation_converted():  # the invitation worked: she bought in the store
+            return [e for e in await story.entered("store_nearby") if e["converted"]] or None
+
+        await gw.until(invitation_converted, 30, "the store invitation converted by her POS order")
 
         # recommend: popular at first, then similar items and the marathon; her anonymous history served to the
         # member; complements once her intent locked; never the shoe she bought
@@ -96,7 +116,17 @@ async def test_rachel_from_anonymous_visitor_to_silver_member_then_erased(stack,
         inbox = await gw.get(f"/v1/messaging/profiles/{survivor}/inbox")
         assert [m["title"] for m in inbox["messages"]] == ["You are Silver now"]
         history = (await gw.get("/v1/messages", profile=survivor, limit=50))["items"]
-        assert Counter(m["channel"] for m in history) == {"email": 2, "in_app": 1}
+        assert Counter(m["channel"] for m in history) == {"email": 2, "in_app": 1, "push": 2}
+
+        # push: the invitation after the location event and the thank-you after the POS order, each once, on her
+        # phone's token, through the generic JSON HTTP provider
+        [invite] = story.pushes(r"you are near")
+        assert invite["title"] == "Rachel, you are near Stride Jing'an" and invite["data"]["store_id"] == "SH-JINGAN"
+        [thanks] = story.pushes(r"^Thanks for visiting")
+        assert thanks["title"] == "Thanks for visiting Stride, Rachel"
+        assert story.pos_order in thanks["body"]
+        assert len(push.pushes) == 2 and {p["to"] for p in push.pushes} == {story.push_token}
+        assert steps["store"].data["invite"] == [invite] and steps["pos"].data["thanks"] == [thanks]
         assert welcome_mail["To"] == story.email
 
         # the clerk's tablet: her, Silver, her views

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,10 @@ PROGRAM = {
 }
 
 WELCOME_COUPON = {"name": "Welcome 10% off", "discount_type": "percent_off", "percent_off": 10,
-                  "code_prefix": "WELCOME-", "validity_days": 30}
+                  "code_prefix": "WELCOME-", "validity_days": 30, "remind_days_before_expiry": 7}
+
+STORE_ID = "SH-JINGAN"
+STORE_NAME = "Stride Jing'an"
 
 # template key -> (channel, content in English); Liquid sees the profile, the journey's context and the step's data
 TEMPLATES: dict[str, tuple[str, dict]] = {
@@ -118,7 +122,123 @@ TEMPLATES: dict[str, tuple[str, dict]] = {
     "tier-benefits-reminder": ("email", {
         "subject": "Your {{ to_tier_code | capitalize }} benefits are waiting",
         "body_html": "<p>Use your benefits: {{ benefit_codes | join: ', ' }}.</p>"}),
+    # app push (the demo's push sink stands in for the push gateway)
+    "store-invite-push": ("push", {
+        "title": "{{ profile.first_name }}, you are near " + STORE_NAME,
+        "body_text": "Drop in today: your free gait analysis and new-season running shoes are waiting.",
+        "data": {"screen": "store", "store_id": STORE_ID}}),
+    "post-purchase-push": ("push", {
+        "title": "Thanks for visiting Stride, {{ profile.first_name }}",
+        "body_text": "Your in-store order {{ order_id }} earned {{ total | plus: 100 }} points: see your balance "
+                     "in the app.",
+        "data": {"screen": "loyalty"}}),
+    # the other lifecycle journeys of journey-svc/templates
+    "cross-sell": ("email", {
+        "subject": "Goes well with your new gear, {{ profile.first_name }}",
+        "body_html": "<p>Picked for you: socks, a GPS watch and energy gels for your next run.</p>"}),
+    "repeat-purchase-bonus": ("email", {
+        "subject": "+{{ bonus_points }} bonus points for coming back",
+        "body_html": "<p>You ordered again within a week: {{ bonus_points }} bonus points are yours.</p>"}),
+    "repeat-purchase-coupon": ("email", {
+        "subject": "15% off your next order",
+        "body_html": "<p>Your coupon: <b>{{ coupon.code }}</b>.</p>"}),
+    "replenishment-reminder": ("email", {
+        "subject": "Running low on gels, {{ profile.first_name }}?",
+        "body_html": "<p>Reorder in one click with <b>{{ coupon.code }}</b> (10% off).</p>"}),
+    "coupon-expiring": ("email", {
+        "subject": "Your coupon {{ code }} expires soon",
+        "body_html": "<p>Use <b>{{ code }}</b> before it expires.</p>"}),
+    "coupon-expiring-final-sms": ("sms", {
+        "body_text": "Stride: your coupon {{ code }} expires soon."}),
+    "winback-we-miss-you": ("email", {
+        "subject": "We miss you, {{ profile.first_name }}: 15% off",
+        "body_html": "<p>Come back with <b>{{ coupon.code }}</b>.</p>"}),
+    "winback-stronger-offer": ("email", {
+        "subject": "25% off, just for you",
+        "body_html": "<p>Our best offer: <b>{{ coupon.code }}</b>.</p>"}),
+    "winback-sms": ("sms", {
+        "body_text": "Stride: we miss you. Your coupon is still waiting in the app."}),
+    "d11-lead-welcome": ("email", {"subject": "Free shipping on Double-11",
+                                   "body_html": "<p>Everything ships free on 11.11.</p>"}),
+    "d11-lead-coupon": ("email", {"subject": "A coupon you can use now",
+                                  "body_html": "<p>Your coupon: <b>{{ coupon.code }}</b>.</p>"}),
+    "d11-voucher-earned": ("email", {"subject": "Your Double-11 voucher",
+                                     "body_html": "<p>Voucher: <b>{{ coupon.code }}</b>.</p>"}),
+    "d11-early-access": ("email", {"subject": "Thank you: early access to Double-11",
+                                   "body_html": "<p>Your access code: <b>{{ coupon.code }}</b>.</p>"}),
+    "d11-share-task": ("email", {"subject": "Share with 10 friends, earn a voucher",
+                                 "body_html": "<p>Share the Double-11 preview with 10 friends.</p>"}),
+    "d11-access-code-reminder": ("email", {"subject": "One week to Double-11",
+                                           "body_html": "<p>Keep your early-access code at hand.</p>"}),
+    "d11-cart-recovery": ("email", {"subject": "Still thinking about it?",
+                                    "body_html": "<p>Your cart is waiting, with <b>{{ coupon.code }}</b>.</p>"}),
 }
+
+
+def _coupon(name: str, prefix: str, percent: int, days: int = 30) -> dict:
+    return {"name": name, "discount_type": "percent_off", "percent_off": percent, "code_prefix": prefix,
+            "validity_days": days}
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A journey of journey-svc/templates and what the demo fills its variables with: template keys (of
+    TEMPLATES), coupon campaigns (CampaignWrite bodies), segments (rules) and plain values."""
+
+    key: str
+    file: str
+    templates: dict[str, str] = field(default_factory=dict)
+    campaigns: dict[str, dict] = field(default_factory=dict)
+    segments: dict[str, dict] = field(default_factory=dict)
+    fixed: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    draft: str = ""  # why it is saved as a draft rather than published ("" = published)
+
+
+LIFECYCLE: list[Lifecycle] = [
+    Lifecycle("repeat_purchase", "repeat-purchase.json",
+              templates={"cross_sell_template": "cross-sell", "bonus_points_template": "repeat-purchase-bonus",
+                         "repeat_coupon_template": "repeat-purchase-coupon"},
+              campaigns={"repeat_coupon_campaign_id": _coupon("Repeat purchase 15% off", "AGAIN-", 15)}),
+    Lifecycle("replenishment", "replenishment-reminder.json",
+              templates={"reminder_template": "replenishment-reminder"},
+              campaigns={"reorder_coupon_campaign_id": _coupon("Reorder 10% off", "REFILL-", 10, 14)},
+              fixed={"category": "nutrition", "replenish_after": "P25D"},
+              notes=("entered by orders whose category is nutrition (energy gels run out in 30 days)",)),
+    Lifecycle("coupon_expiry", "coupon-expiry-reminder.json",
+              templates={"reminder_template": "coupon-expiring", "final_sms_template": "coupon-expiring-final-sms"},
+              notes=("the welcome coupon reminds 7 days before it expires; the final SMS is dropped: the demo "
+                     "tenant has no SMS provider",)),
+    Lifecycle("win_back", "win-back-dormant.json",
+              templates={"winback_email_template": "winback-we-miss-you",
+                         "stronger_coupon_template": "winback-stronger-offer", "winback_sms_template": "winback-sms"},
+              campaigns={"winback_coupon_campaign_id": _coupon("Win-back 15% off", "MISSYOU-", 15),
+                         "stronger_coupon_campaign_id": _coupon("Win-back 25% off", "COMEBACK-", 25)},
+              segments={"dormant_segment_id": {"computed": "last_order_at", "op": "older_than_days", "value": 180}},
+              notes=("dormant = no order in 180 days",)),
+    Lifecycle("double11", "double11-warm-up.json",
+              templates={"lead_welcome_template": "d11-lead-welcome", "lead_coupon_template": "d11-lead-coupon",
+                         "voucher_template": "d11-voucher-earned", "early_access_template": "d11-early-access",
+                         "share_task_template": "d11-share-task",
+                         "access_code_reminder_template": "d11-access-code-reminder",
+                         "cart_recovery_template": "d11-cart-recovery"},
+              campaigns={"lead_coupon_campaign_id": _coupon("Double-11 lead 10% off", "LEAD-", 10, 60),
+                         "double11_voucher_campaign_id": _coupon("Double-11 voucher", "D11-", 20, 60),
+                         "early_access_campaign_id": _coupon("Double-11 early access", "EARLY-", 5, 60),
+                         "cart_coupon_campaign_id": _coupon("Double-11 cart 10% off", "CART-", 10, 60)},
+              segments={
+                  "audience_segment_id": {"trait": "email", "op": "exists"},
+                  "new_leads_segment_id": {"all": [{"trait": "email", "op": "exists"},
+                                                   {"not": {"computed": "order_count", "op": "gte", "value": 1}}]},
+                  "active_segment_id": {"computed": "last_order_at", "op": "within_days", "value": 180},
+                  "dormant_segment_id": {"all": [{"computed": "last_order_at", "op": "older_than_days", "value": 180},
+                                                 {"computed": "cart", "op": "exists"}]},
+                  "sharers_segment_id": {"event": "Product Shared", "count": {"op": "gte", "value": 10}}},
+              fixed={"launch_date": "2027-10-20", "reminder_at": "2027-11-04T10:00:00+08:00"},
+              draft="a once-only seasonal campaign (launch 2027-10-20, 10:00): published, it would email every "
+                    "demo customer on launch day, long after the demo and its SMTP sink are gone; "
+                    "publish it when the season comes (POST /v1/journeys/{id}/publish)"),
+]
 
 
 def journey_templates_dir() -> Path:
@@ -205,3 +325,45 @@ def tier_upgrade_journey(template: dict, values: dict[str, str]) -> tuple[dict, 
     congratulate["next"] = "congratulate-in-app"
     notes.append("congratulate-in-app step added: the congratulation also lands in the in-app inbox")
     return definition, notes
+
+
+def lifecycle_journey(template: dict, values: dict[str, str]) -> tuple[dict, list[str]]:
+    """Any other template of journey-svc/templates, filled and adapted to the real clock."""
+    return adapt(fill(template["definition"], values))
+
+
+def store_nearby_journey(template_id: str) -> dict:
+    """DOMAIN.md step 6: the app reports her near a store ("Store Nearby" with a store id): a push invites her
+    in, at most once a day. Conversion: an order in a store (a POS order carries its store_id) within 12 hours."""
+    in_store = [{"property": "store_id", "op": "exists"}]
+    return {
+        "entry": {"type": "event", "event": "Store Nearby", "where": [{"property": "store_id", "op": "exists"}]},
+        "reentry": {"mode": "cooldown", "cooldown": "P1D"},
+        "goal": {"event": "Order Completed", "where": in_store, "within": "PT12H"},
+        "exit_criteria": [{"event": "message.unsubscribed"}],
+        "start": "invite",
+        "steps": [
+            {"id": "invite", "type": "send", "channel": "push", "template": template_id,
+             "data": {"utm_campaign": "store-nearby"}, "next": "bought-in-store"},
+            {"id": "bought-in-store", "type": "wait_for_event", "event": "Order Completed", "where": in_store,
+             "timeout": "PT12H", "next": "came-in", "timeout_next": "did-not-come"},
+            {"id": "came-in", "type": "exit"},
+            {"id": "did-not-come", "type": "exit"},
+        ],
+    }
+
+
+def post_purchase_journey(template_id: str) -> dict:
+    """DOMAIN.md step 7: after an order in a store (a POS order carries its store_id), a push thanks her and
+    tells her the points she earned; one enrollment per order."""
+    return {
+        "entry": {"type": "event", "event": "Order Completed", "key": "order_id",
+                  "where": [{"property": "store_id", "op": "exists"}]},
+        "exit_criteria": [{"event": "message.unsubscribed"}],
+        "start": "thank-you",
+        "steps": [
+            {"id": "thank-you", "type": "send", "channel": "push", "template": template_id,
+             "data": {"utm_campaign": "post-purchase"}, "next": "thanked"},
+            {"id": "thanked", "type": "exit"},
+        ],
+    }

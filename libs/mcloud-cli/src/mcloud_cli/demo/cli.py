@@ -100,14 +100,16 @@ def _offset_advancer(path: Path):
 
 async def _play(base: str, tenant: dict[str, str], advance=None) -> None:
     from mcloud_cli.demo.api import Gateway
+    from mcloud_cli.demo.push import PushSink
     from mcloud_cli.demo.setup import configure
     from mcloud_cli.demo.smtp import MailSink
     from mcloud_cli.demo.story import Story
 
     out = render.out
     began = time.monotonic()
-    async with MailSink() as mail, Gateway(base, tenant["write_key"], tenant["secret_key"]) as gw:
-        setup = await configure(gw, mail.port)
+    async with (MailSink() as mail, PushSink() as push,
+                Gateway(base, tenant["write_key"], tenant["secret_key"]) as gw):
+        setup = await configure(gw, mail.port, push_url=push.url)
         lines = [f"[bold]tenant[/]      {tenant['name']} ({tenant['tenant_id']})",
                  f"[bold]write key[/]   {tenant['write_key']}",
                  f"[bold]secret key[/]  {tenant['secret_key']}",
@@ -118,12 +120,18 @@ async def _play(base: str, tenant: dict[str, str], advance=None) -> None:
                  "[bold]recommend[/]   intent locks after 3 views + 1 min in the cart; running shoes -> socks, "
                  "watches, energy gels",
                  f"[bold]email[/]       SMTP sink on 127.0.0.1:{mail.port} (runs while the demo runs); "
-                 "in-app channel on"]
+                 "in-app channel on",
+                 f"[bold]push[/]        generic JSON HTTP provider (http_json) posting to the demo's push sink "
+                 f"{push.url}"]
         for key, notes in setup.notes.items():
-            lines.append(f"[bold]journey[/]     {key.replace('_', ' ')} published ({setup.journeys[key]}); "
-                         f"adapted for the demo: {escape('; '.join(notes))}")
+            state = "saved as a draft" if key in setup.drafts else "published"
+            lines.append(f"[bold]journey[/]     {escape(setup.names.get(key, key))} {state} ({setup.journeys[key]}); "
+                         f"{'adapted for the demo: ' if key not in ('store_nearby', 'post_purchase') else ''}"
+                         f"{escape('; '.join(notes))}")
+            if key in setup.drafts:
+                lines.append(f"              not published: {escape(setup.drafts[key])}")
         out.print(Panel("\n".join(lines), title="demo tenant", title_align="left"))
-        story = Story(gw, setup, mail, advance=advance)
+        story = Story(gw, setup, mail, push, advance=advance)
         async for step in story.play():
             out.print(Panel("\n".join(escape(line) for line in step.lines), title=f"[bold]{step.title}[/]",
                             title_align="left", border_style="green"))

@@ -1,9 +1,9 @@
 """The Rachel story of DOMAIN.md, step by step, through the public HTTP API of a running stack.
 
-    async with MailSink() as mail, Gateway(url, write_key, secret_key) as gw:
-        setup = await configure(gw, mail.port)
-        story = Story(gw, setup, mail)                      # real time
-        story = Story(gw, setup, mail, advance=clock.advance)  # tests: OffsetClock moves every process
+    async with MailSink() as mail, PushSink() as push, Gateway(url, write_key, secret_key) as gw:
+        setup = await configure(gw, mail.port, push_url=push.url)
+        story = Story(gw, setup, mail, push)                      # real time
+        story = Story(gw, setup, mail, push, advance=clock.advance)  # tests: OffsetClock moves every process
         async for step in story.play(): ...                 # one Step per part of the story
 
 Each step is read back from the API (profiles, recommendations, loyalty, journeys, messages, clerk view)
@@ -24,6 +24,7 @@ from typing import Any
 
 from mcloud_cli.demo import catalog
 from mcloud_cli.demo.api import Gateway
+from mcloud_cli.demo.push import PushSink
 from mcloud_cli.demo.setup import DemoSetup
 from mcloud_cli.demo.smtp import MailSink, html_of
 
@@ -89,10 +90,10 @@ def money(amount: float) -> str:
 
 
 class Story:
-    def __init__(self, gw: Gateway, setup: DemoSetup, mail: MailSink, *,
+    def __init__(self, gw: Gateway, setup: DemoSetup, mail: MailSink, push: PushSink, *,
                  advance: Callable[[timedelta], Any] | None = None, run: str | None = None,
                  timeout: float = TIMEOUT) -> None:
-        self.gw, self.setup, self.mail, self.advance = gw, setup, mail, advance
+        self.gw, self.setup, self.mail, self.push, self.advance = gw, setup, mail, push, advance
         self.timeout = timeout
         self.run = run or uuid.uuid4().hex[:6]
         self.device = f"device-{self.run}-{uuid.uuid4().hex[:8]}"
@@ -100,6 +101,7 @@ class Story:
         self.email = f"rachel-{self.run}@example.com"
         self.web_order = f"W-{self.run}"
         self.pos_order = f"POS-{self.run}"
+        self.push_token = f"push-{self.run}-{uuid.uuid4().hex[:12]}"  # her phone, once she has the app
         self.profile_id = ""  # the surviving profile, once she signed up
         self.steps: dict[str, Step] = {}
 
@@ -135,6 +137,12 @@ class Story:
             return 0.0
         return by.total_seconds()
 
+    def pushes(self, pattern: str) -> list[dict]:
+        return [p for p in self.push.to(self.push_token) if re.search(pattern, str(p.get("title", "")))]
+
+    async def entered(self, key: str) -> list[dict]:
+        return [e for e in await self.enrollments() if e["journey_id"] == self.setup.journeys[key]]
+
     def _begin(self, key: str, title: str) -> Step:
         self.gw.step = title
         step = self.steps[key] = Step(key, title)
@@ -168,7 +176,7 @@ class Story:
                   and by.get("city-marathon", {}).get("recommender") == "interest_activity")
             return body if ok else None
 
-        after = await self.gw.until(learned, self.timeout + 15,
+        after = await self.gw.until(learned, self.timeout * 2,
                                     "recommendations switching to similar items and the marathon")
         s.data["after"] = after
         s.say(f"viewed {', '.join(ANON_VIEWS)}: recommendations switched to similar items and the marathon:")
@@ -317,6 +325,24 @@ class Story:
         s.data["recs_after"] = body
         s.say(f"intent released; {SHOE} is not recommended back: "
               f"{', '.join(i['item_id'] for i in body['items'][:5])}")
+        async def repeat_entered():
+            return await self.entered("repeat_purchase") or None
+
+        entered = await self.gw.until(repeat_entered, self.timeout,
+                                      "the order entering the repeat-purchase journey")
+        s.data["repeat_purchase"] = entered
+        s.say(f"re-marketing: the order entered \"{self.setup.names['repeat_purchase']}\" (now at "
+              f"{entered[0]['current_step_id']}: a cross-sell email unless she orders again first)")
+        # she installs the Stride app and logs in: the app registers her phone's push token
+        await self.gw.send({"type": "identify", "userId": self.user_id, "context": {"channel": "app"},
+                            "traits": {"push_token": self.push_token}})
+
+        async def registered():
+            p = await self.gw.get(f"/v1/profiles/{self.profile_id}")
+            return p if (p.get("traits") or {}).get("push_token") == self.push_token else None
+
+        await self.gw.until(registered, self.timeout, "her app's push token in her profile")
+        s.say(f"she installs the Stride app: push token {self.push_token} registered on her profile")
         return s
 
     async def _inbox(self) -> dict | None:
@@ -324,9 +350,18 @@ class Story:
         return body if body["messages"] else None
 
     async def store_visit(self) -> Step:
-        """6. Near the store the app reports her (NFC beacon); the clerk's tablet shows her."""
-        s = self._begin("store", "6. Store visit: the clerk's tablet")
-        await self.gw.send(self._track("Store Visited", "app", store_id="SH-JINGAN", via="nfc_beacon"))
+        """6. Near the store the app reports her location: a push invites her in; inside, the NFC beacon
+        reports her visit and the clerk's tablet shows her."""
+        s = self._begin("store", "6. Near the store: a push invites her in; the clerk's tablet")
+        await self.gw.send({"type": "track", "userId": self.user_id, "event": "Store Nearby",
+                            "context": {"channel": "app"},
+                            "properties": {"store_id": catalog.STORE_ID, "distance_m": 180, "via": "geofence"}})
+        s.say(f"the app reports her near {catalog.STORE_NAME} (Store Nearby, store {catalog.STORE_ID}, 180 m)")
+        invite = await self.gw.until(lambda: self.pushes(r"you are near") or None, self.timeout,
+                                     "the store invitation push in the push sink")
+        s.data["invite"] = invite
+        s.say(f"push received: \"{invite[0]['title']}\" - {invite[0]['body']}")
+        await self.gw.send(self._track("Store Visited", "app", store_id=catalog.STORE_ID, via="nfc_beacon"))
 
         async def visited():
             events = (await self.gw.get(f"/v1/profiles/{self.profile_id}/events", limit=20))["events"]
@@ -354,7 +389,7 @@ class Story:
         replay = {**self.steps["order"].data["order_event"], "messageId": f"retry-{uuid.uuid4()}"}
         pos = {"type": "track", "userId": self.user_id, "event": "Order Completed", "context": {"channel": "pos"},
                "properties": {"order_id": self.pos_order, "total": total, "revenue": total,
-                              "currency": catalog.CURRENCY, "store_id": "SH-JINGAN",
+                              "currency": catalog.CURRENCY, "store_id": catalog.STORE_ID, "category": "nutrition",
                               "products": [{"product_id": i, "price": catalog.BY_ID[i]["price"], "quantity": 1,
                                             "category": catalog.BY_ID[i]["categories"][-1]} for i in STORE_BASKET]}}
         await self.gw.send(replay)
@@ -376,6 +411,21 @@ class Story:
         computed = profile.get("computed", {})
         s.say(f"profile: {computed.get('order_count')} orders, lifetime value {computed.get('lifetime_value')}, "
               f"lifecycle {profile.get('lifecycle_stage')}")
+        thanks = await self.gw.until(lambda: self.pushes(r"^Thanks for visiting") or None, self.timeout,
+                                     "the post-purchase push in the push sink")
+        s.data["thanks"] = thanks
+        s.say(f"push received: \"{thanks[0]['title']}\" - {thanks[0]['body']}")
+
+        async def remarketing():
+            repeat = await self.entered("repeat_purchase")
+            refill = await self.entered("replenishment")
+            return (repeat, refill) if len(repeat) >= 2 and refill else None
+
+        repeat, refill = await self.gw.until(remarketing, self.timeout, "the POS order entering re-marketing journeys")
+        s.data.update(repeat_purchase=repeat, replenishment=refill)
+        s.say(f"re-marketing: \"{self.setup.names['repeat_purchase']}\" entered for {len(repeat)} orders (the web "
+              f"order's enrollment ends: she ordered again); \"{self.setup.names['replenishment']}\" entered (energy "
+              f"gels run out: a reorder reminder with a coupon, at {refill[0]['current_step_id']})")
         return s
 
     async def _orders(self, n: int) -> dict | None:
