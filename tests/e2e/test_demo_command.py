@@ -66,6 +66,8 @@ def test_mcloud_demo_generate_sends_behaviour(stack):
     for label in ("people", "signed up", "orders", "revenue", "ingest", "events/s", "in-app messages sent / opened"):
         assert label in out, out
     assert re.search(r"rejected by the gateway\W+0\b", out), out
+    served, clicked = map(int, re.search(r"recommendation lists served / clicked\W+(\d+) / (\d+)", out).groups())
+    assert 0 < clicked <= served, out
 
 
 def test_mcloud_demo_generate_into_an_existing_tenant(stack, tmp_path):

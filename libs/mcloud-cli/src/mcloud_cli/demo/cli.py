@@ -208,7 +208,7 @@ async def _generate(base: str, write_key: str, secret_key: str | None, created: 
         plan = gen.plan(customers, days, seed, products=products)
         out.print(f"sending {len(plan.events):,} events for {plan.people:,} people over {days} days ...")
         sent = await gen.send(gw.sdk, plan.events, concurrency=concurrency)
-        opened = (0, 0)
+        opened = clicks = (0, 0)
         if engagement and secret_key and plan.known:
             t = await gw.api.post("/v1/templates", json={
                 "name": f"demo-news-{seed}-{uuid.uuid4().hex[:4]}", "channel": "in_app", "default_locale": "en",
@@ -219,6 +219,7 @@ async def _generate(base: str, write_key: str, secret_key: str | None, created: 
                 try:
                     await gw.until(lambda: gw.maybe(f"/v1/profiles/user_id:{last}"), 120, "the last sign-up")
                     opened = await gen.engage(gw.api, plan.known, t.json()["id"], seed)
+                    clicks = await gen.click_recommendations(gw.api, plan.known, seed)
                 except DemoError as exc:
                     out.print(f"[yellow]engagement skipped: {escape(exc.message)}[/]")
     counts = plan.counts()
@@ -235,6 +236,7 @@ async def _generate(base: str, write_key: str, secret_key: str | None, created: 
         ("rejected by the gateway", f"{sent.rejected:,}"),
         ("ingest", f"{sent.rate:,.0f} events/s ({sent.seconds:.1f} s)"),
         ("in-app messages sent / opened", f"{opened[0]:,} / {opened[1]:,}"),
+        ("recommendation lists served / clicked", f"{clicks[0]:,} / {clicks[1]:,}"),
     ):
         table.add_row(label, value)
     out.print(table)

@@ -6,8 +6,10 @@ product views led by a favourite category, carts, checkouts, orders), a share si
 phone too), some visit a store and buy at the till (POS). `send()` posts the events to /v1/batch in batches with
 the write key. `engage()` then does what the system really counts as engagement: messaging's in-app messages sent
 to a share of the members and opened by some (the first read of an inbox message is an open: message.opened,
-which identity's engagement traits and messaging's best send time learn from). Email clicks only exist through
-the tracking links of emails really sent, so the generator does not fake them.
+which identity's engagement traits and messaging's best send time learn from). `click_recommendations()` has
+a share of the members look at their home-page recommendations and click one (feedback naming the served
+list's `recommendation_id`: recommend's click-through and conversion figures count it). Email clicks only exist
+through the tracking links of emails really sent, so the generator does not fake them.
 """
 
 from __future__ import annotations
@@ -234,3 +236,28 @@ async def engage(api: httpx.AsyncClient, user_ids: Sequence[str], template_id: s
         if pending:
             await asyncio.sleep(0.5)
     return sent, opened
+
+
+async def click_recommendations(api: httpx.AsyncClient, user_ids: Sequence[str], seed: int, *,
+                                share: float = 0.3, click_share: float = 0.5) -> tuple[int, int]:
+    """Home-page recommendations served to `share` of the members, one item clicked by `click_share` of those
+    (a click on a served list): (lists served, clicks recorded)."""
+    rng = random.Random(seed + 2)
+    shown = clicked = 0
+    clicks = []
+    for u in (u for u in user_ids if rng.random() < share):
+        r = await api.get("/v1/recommendations", params={"profile": f"user_id:{u}", "scenario": "home", "count": 6})
+        if r.status_code != 200 or not r.json().get("items"):
+            continue
+        shown += 1
+        body = r.json()
+        if rng.random() < click_share:
+            item = rng.choice(body["items"])
+            clicks.append({"event_id": f"gen-{seed}-click-{u}", "profile": f"user_id:{u}", "item_id": item["item_id"],
+                           "kind": "click", "recommendation_id": body["recommendation_id"]})
+    for i in range(0, len(clicks), 1000):
+        r = await api.post("/v1/recommendations/feedback", json={"feedback": clicks[i:i + 1000]})
+        if r.status_code != 200:
+            raise RuntimeError(f"/v1/recommendations/feedback answered {r.status_code}: {r.text[:300]}")
+        clicked += r.json()["accepted"] + r.json()["duplicates"]
+    return shown, clicked
