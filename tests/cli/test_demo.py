@@ -167,6 +167,20 @@ async def test_the_demo_push_sink_keeps_every_json_body():
     assert [p["title"] for p in sink.to("tok-1")] == ["Hi"] and len(sink.pushes) == 2
 
 
+async def test_the_push_sink_stops_while_a_sender_keeps_its_connection_open():
+    """messaging keeps its HTTP connection alive: stopping the sink ends that connection's handler itself,
+    so nothing is left to be cancelled (and reported as a traceback) when the demo's event loop closes."""
+    sink = await PushSink().start()
+    client = httpx.AsyncClient()
+    try:
+        assert (await client.post(sink.url, json={"to": "t", "title": "hi"})).status_code == 200
+        assert sink._handlers  # the kept-alive connection is being served
+        await sink.stop()
+        assert not sink._handlers
+    finally:
+        await client.aclose()
+
+
 def test_the_generator_is_deterministic():
     a = generate.plan(60, 14, seed=7, now=NOW)
     b = generate.plan(60, 14, seed=7, now=NOW)

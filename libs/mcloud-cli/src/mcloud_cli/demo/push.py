@@ -20,6 +20,7 @@ class PushSink:
         self.pushes: list[dict[str, Any]] = []
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task] = set()
 
     @property
     def url(self) -> str:
@@ -30,6 +31,8 @@ class PushSink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        if (task := asyncio.current_task()) is not None:
+            self._handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -57,6 +60,8 @@ class PushSink:
             pass
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._handlers.discard(task)
             writer.close()
 
     async def start(self) -> PushSink:
@@ -69,6 +74,9 @@ class PushSink:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # a sender's kept-alive connection ends its handler (EOF) now, not by cancellation at loop shutdown
+            if self._handlers:
+                await asyncio.wait(list(self._handlers), timeout=2)
             await self._server.wait_closed()
             self._server = None
 
