@@ -6,14 +6,19 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from mcloud.events.v1 import event_pb2
 from mcloud.messaging.v1 import messaging_pb2_grpc
+from mcloud_common.bus import publish, streams_of
 from mcloud_common.clock import ManualClock
-from mcloud_common.db import asyncpg_dsn
+from mcloud_common.db import asyncpg_dsn, create_pool
 from mcloud_common.testing.services import TenantApi, running_service
 from messaging.app import MIGRATIONS, build
+from messaging.background.identity_events import make_consumer
 from messaging.settings import MessagingSettings
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # a Monday, 18:00 in Asia/Shanghai
+
+IDENTITY_SHARDS = 4  # identity's stream shards in these tests
 
 
 @pytest.fixture
@@ -60,3 +65,28 @@ Api = TenantApi  # calls the service as one tenant
 @pytest.fixture
 def api(messaging) -> Api:
     return Api(messaging[0], str(uuid.uuid4()))
+
+
+@pytest.fixture
+async def pool(messaging_db):
+    p = await create_pool(messaging_db)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def feed(pool, redis, clock):
+    """send(*events) puts identity events on the bus and has a fresh messaging consumer apply them."""
+    group = f"messaging-test-{uuid.uuid4().hex[:8]}"
+    for stream in streams_of("identity", IDENTITY_SHARDS):  # from now on: not the other tests' events
+        await redis.xgroup_create(stream, group, id="$", mkstream=True)
+    consumer = make_consumer(pool, redis, clock, IDENTITY_SHARDS, group=group)
+    consumer.block_ms = 0
+
+    async def send(*events: event_pb2.Event) -> None:
+        await publish(redis, events, "identity", IDENTITY_SHARDS)
+        while await consumer.run_once():
+            pass
+        assert consumer.dead_lettered_total == 0
+
+    return send

@@ -14,16 +14,12 @@ import pytest
 
 from mcloud.events.v1 import event_pb2
 from mcloud.messaging.v1 import messaging_pb2 as pb
-from mcloud_common.bus import publish, streams_of
-from mcloud_common.db import create_pool
 from mcloud_common.ids import new_id_str
 from mcloud_common.timestamps import to_timestamp
-from messaging.background.identity_events import make_consumer
 from messaging.domain.tracking import Links
 from messaging.settings import MessagingSettings
 
 pytestmark = pytest.mark.without_jobs
-SHARDS = 4
 
 
 def links() -> Links:
@@ -33,31 +29,6 @@ def links() -> Links:
 
 def token_of(url: str) -> str:
     return url.rsplit("/", 1)[1].removesuffix(".gif")
-
-
-@pytest.fixture
-async def pool(messaging_db):
-    p = await create_pool(messaging_db)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def feed(pool, redis, clock):
-    """send(*events) puts identity events on the bus and has a fresh messaging consumer apply them."""
-    group = f"messaging-test-{uuid.uuid4().hex[:8]}"
-    for stream in streams_of("identity", SHARDS):
-        await redis.xgroup_create(stream, group, id="$", mkstream=True)
-    consumer = make_consumer(pool, redis, clock, SHARDS, group=group)
-    consumer.block_ms = 0
-
-    async def send(*events: event_pb2.Event) -> None:
-        await publish(redis, events, "identity", SHARDS)
-        while await consumer.run_once():
-            pass
-        assert consumer.dead_lettered_total == 0
-
-    return send
 
 
 async def sent_message(db, tenant: str, profile_id: str, at: datetime, *, channel: str = "email",

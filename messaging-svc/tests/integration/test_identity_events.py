@@ -15,42 +15,15 @@ from mcloud.events.v1 import event_pb2, identity_events_pb2
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
 from mcloud.messaging.v1 import messaging_pb2 as pb
 from mcloud_common import errors
-from mcloud_common.bus import publish, streams_of
-from mcloud_common.db import create_pool
+from mcloud_common.bus import publish
 from mcloud_common.grpc_client import make_channel
 from mcloud_common.grpc_server import GrpcService, tenant_id
 from mcloud_common.ids import new_id_str
 from mcloud_common.testing.services import wait_until
-from messaging.background.identity_events import make_consumer
 from messaging.repo import contacts, inbox, suppressions
 from messaging.repo.contacts import PARTIAL
 
 SHARDS = 4
-
-
-@pytest.fixture
-async def pool(messaging_db):
-    p = await create_pool(messaging_db)
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def feed(pool, redis, clock):
-    """send(*events) puts identity events on the bus and has a fresh messaging consumer apply them."""
-    group = f"messaging-test-{uuid.uuid4().hex[:8]}"
-    for stream in streams_of("identity", SHARDS):  # from now on: not the other tests' events
-        await redis.xgroup_create(stream, group, id="$", mkstream=True)
-    consumer = make_consumer(pool, redis, clock, SHARDS, group=group)
-    consumer.block_ms = 0
-
-    async def send(*events: event_pb2.Event) -> None:
-        await publish(redis, events, "identity", SHARDS)
-        while await consumer.run_once():
-            pass
-        assert consumer.dead_lettered_total == 0
-
-    return send
 
 
 def identity_event(tenant: str, type_: str, profile_id: str, payload) -> event_pb2.Event:
