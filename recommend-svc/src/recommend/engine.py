@@ -226,10 +226,9 @@ class Recommenders:
     # --- building blocks ------------------------------------------------------------------------
 
     def similarity(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Each seed's weighted similarity to every item, float32 [len(seeds), n]: co-occurrence
-        neighbours (when a model exists) plus content similarity with the items of the seed's own
-        category and its neighbours. Summed over seeds it ranks; its argmax over seeds says which seed
-        explains an item."""
+        """Each seed's weighted similarity to every item, float32 [len(seeds), n], from the state's
+        precomputed similar items (`similar_items`). Summed over seeds it ranks; its argmax over seeds says
+        which seed explains an item."""
         out = np.zeros((len(seeds), len(self.c)), dtype=np.float32)
         if not len(seeds):
             return out

@@ -124,14 +124,6 @@ class Catalog:
                 m[i] = False
         return m
 
-    def content_similarity(self, seeds: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        """Cosine similarity of the content of `items` (default: all) to each seed: float32 [len(seeds), len(items)]."""
-        rows = self.features if items is None else self.features[items]
-        if not len(seeds):
-            return np.zeros((0, rows.shape[0]), dtype=np.float32)
-        sims = rows @ self.features[seeds].T  # sparse [items, seeds]
-        return np.asarray(sims.toarray().T, dtype=np.float32)
-
     def interest(self, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A person's interest over content features (dense [n_features]) from what they interacted with."""
         out = np.zeros(self.features.shape[1], dtype=np.float32)
