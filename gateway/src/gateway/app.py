@@ -45,6 +45,7 @@ from gateway.tracing import TracingMiddleware
 from mcloud_common.clock import Clock, clock_from_env
 from mcloud_common.db import create_pool
 from mcloud_common.grpc_client import make_channel
+from mcloud_common.heap import freeze_long_lived
 from mcloud_common.logs import get_logger
 
 log = get_logger(__name__)
@@ -195,6 +196,7 @@ def create_app(
             limiter=RateLimiter(redis, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst),
             clock=clock or clock_from_env(settings.clock_offset_file),
         )
+        freeze_long_lived()  # full collections skip the imports and settings from now on (mcloud_common.heap)
         log.info("gateway ready", services=settings.targets())
         try:
             yield

@@ -10,7 +10,9 @@ popularity is marked for refresh and the person's cache is dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ import asyncpg
 import grpc
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from mcloud.events.v1 import recommend_events_pb2 as rev
 from mcloud.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -45,6 +48,31 @@ MAX_COUNT = 100
 FAVOURITE_TTL = 300.0
 CACHE_SLOT_SECONDS = 600
 IDENTITY_BACKOFF_SECONDS = 30.0
+REINVALIDATE_SECONDS = 1.0
+
+# A person's hash holds their served lists and a generation token. Feedback about the person deletes the
+# hash (generation gone); a list computed under a generation is written only while that generation is
+# current, so a write that lands after the delete is dropped instead of caching a stale list; the write
+# need not be awaited.
+_READ = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v then return {1, v} end
+local g = redis.call('HGET', KEYS[1], 'g')
+if not g then
+  g = ARGV[2]
+  redis.call('HSET', KEYS[1], 'g', g)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {0, g}
+"""
+_WRITE = """
+if redis.call('HGET', KEYS[1], 'g') == ARGV[1] then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return 1
+end
+return 0
+"""
 
 
 def person_keys(profile_id: str, anonymous_id: str) -> list[str]:
@@ -92,6 +120,10 @@ class Serving:
         self._served: list[_Served] = []
         self._favourites: dict[tuple[str, str], tuple[float, str]] = {}
         self._identity_down_until = 0.0
+        self._read = redis.register_script(_READ)
+        self._write = redis.register_script(_WRITE)
+        self._tasks: set[asyncio.Task] = set()
+        self._cache_down_logged = -10.0
 
     # --- serving ------------------------------------------------------------------------------------
 
@@ -113,7 +145,7 @@ class Serving:
                                                        digest_size=12).hexdigest()
         key = cache_key(tenant, keys[0]) if keys else f"rec:{tenant}:"
         out = pb.RecommendResponse()
-        cached = await self._redis.hget(key, field)
+        cached, token = await self._cache_read(key, field)
         if cached is not None:
             out.ParseFromString(cached)
         else:
@@ -134,10 +166,9 @@ class Serving:
                 if request.include_items:
                     item.item.CopyFrom(c.items[p.idx])
             out.intent_locked, out.cold_start = result.intent_locked, result.cold_start
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(key, field, out.SerializeToString())
-            pipe.expire(key, self._settings.cache_ttl_seconds)
-            await pipe.execute()
+            if token is not None:
+                # not awaited: the write only lands while the generation it was computed under is current
+                self._spawn(self._cache_write(key, token, field, out.SerializeToString()))
         rec_id = new_id()
         out.recommendation_id = str(rec_id)
         if out.items:
@@ -146,6 +177,30 @@ class Serving:
                 [i.item_id for i in out.items], [i.recommender for i in out.items], self._clock.now(),
                 request.context_item_id, out.intent_locked, out.cold_start))
         return out
+
+    async def _cache_read(self, key: str, field: str) -> tuple[bytes | None, bytes | None]:
+        """(the cached list or None, the person's current generation); (None, None) while Valkey is
+        unreachable: serving goes on uncached."""
+        try:
+            hit, value = await self._read(keys=[key], args=[field, os.urandom(8).hex(),
+                                                            self._settings.cache_ttl_seconds])
+        except (RedisError, OSError) as exc:
+            if time.monotonic() > self._cache_down_logged + 10:  # once per 10 s, not per request
+                self._cache_down_logged = time.monotonic()
+                log.warning("recommendation cache unavailable: serving uncached", error=str(exc))
+            return None, None
+        return (value, None) if hit else (None, value)
+
+    async def _cache_write(self, key: str, generation: bytes, field: str, value: bytes) -> None:
+        try:
+            await self._write(keys=[key], args=[generation, field, value, self._settings.cache_ttl_seconds])
+        except (RedisError, OSError) as exc:
+            log.debug("served list not cached", error=str(exc))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def similar(self, tenant: str, request: pb.GetSimilarItemsRequest) -> pb.GetSimilarItemsResponse:
         count = request.count or 10
@@ -321,8 +376,19 @@ class Serving:
                 person = await feedback_repo.state(conn, tenant, [p], st.config, now,
                                                    limit=self._settings.history_limit)
                 await self.settle_intent(tenant, p, person, st, now, conn=conn)
-        await self.invalidate(tenant, people + sorted({ANON + r.anonymous_id for r in new if r.anonymous_id}))
+        stale = people + sorted({ANON + r.anonymous_id for r in new if r.anonymous_id})
+        await self.invalidate(tenant, stale)
+        # the caller's transaction commits after this returns, and its commit cannot be observed from here: a
+        # list computed meanwhile from the state before the commit is dropped by a second invalidation
+        asyncio.get_running_loop().call_later(
+            REINVALIDATE_SECONDS, lambda: self._spawn(self._invalidate_quietly(tenant, stale)))
         return new
+
+    async def _invalidate_quietly(self, tenant: str, people: Sequence[str]) -> None:
+        try:
+            await self.invalidate(tenant, people)
+        except (RedisError, OSError) as exc:
+            log.warning("recommendation cache not invalidated", error=str(exc))
 
     async def invalidate(self, tenant: str, people: Sequence[str]) -> None:
         if people:

@@ -16,6 +16,7 @@ import asyncpg
 import numpy as np
 
 from mcloud_common.clock import Clock
+from mcloud_common.heap import freeze_long_lived
 from mcloud_common.logs import get_logger
 from recommend import engine
 from recommend.domain import models
@@ -137,6 +138,7 @@ class States:
             await asyncio.to_thread(state.similar_items)
         slot.state = state
         slot.checked = time.monotonic()
+        freeze_long_lived()  # the catalogue's objects live until the next load: full collections skip them
         log.debug("tenant state loaded", tenant=tenant, items=len(catalog), seconds=round(slot.checked - started, 3))
 
     async def _popularity(self, tenant: str, catalog: Catalog, config: Config, now) -> tuple[np.ndarray, np.ndarray]:

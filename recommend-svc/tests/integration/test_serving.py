@@ -9,8 +9,13 @@ from datetime import timedelta
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from mcloud.recommend.v1 import recommend_pb2 as pb
+from mcloud_common.db import create_pool
+from mcloud_common.embedded import free_port
+from recommend.serving import Serving, cache_key
+from recommend.settings import RecommendSettings
 from recommend.testing import feedback
 
 VIEW, CART, REMOVE, BUY, CLICK, DISMISS = (pb.FEEDBACK_KIND_VIEW, pb.FEEDBACK_KIND_ADD_TO_CART,
@@ -206,3 +211,39 @@ async def test_bad_requests_are_invalid_argument(shop):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await shop.call("GetSimilarItems", pb.GetSimilarItemsRequest(item_id="missing"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_list_computed_before_feedback_is_not_cached_after_it(recommend_db, redis_url, clock):
+    """The served-list cache is written without waiting: a write that lands after the person's feedback
+    dropped their cache must not bring the old list back (it was computed under the old generation)."""
+    pool = await create_pool(recommend_db, min_size=1, max_size=2)
+    valkey = aioredis.from_url(redis_url)
+    try:
+        serving = Serving(pool, valkey, clock, RecommendSettings(database_url=recommend_db), None)
+        key = cache_key(str(uuid.uuid4()), str(uuid.uuid4()))
+        cached, generation = await serving._cache_read(key, "home")
+        assert cached is None and generation
+        await serving._cache_write(key, generation, "home", b"list")
+        assert await serving._cache_read(key, "home") == (b"list", None)
+
+        cached, generation = await serving._cache_read(key, "cart")
+        await serving.invalidate(key.split(":")[1], [key.split(":")[2]])  # feedback arrived meanwhile
+        await serving._cache_write(key, generation, "cart", b"stale")  # the late write
+        cached, fresh = await serving._cache_read(key, "cart")
+        assert cached is None and fresh != generation
+        assert await valkey.hget(key, "home") is None
+    finally:
+        await valkey.aclose()
+        await pool.close()
+
+
+async def test_serving_goes_on_uncached_while_valkey_is_unreachable(recommend_db, clock):
+    pool = await create_pool(recommend_db, min_size=1, max_size=2)
+    gone = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.2)
+    try:
+        serving = Serving(pool, gone, clock, RecommendSettings(database_url=recommend_db), None)
+        r = await serving.recommend(str(uuid.uuid4()), pb.RecommendRequest(anonymous_id="device-1", count=3))
+        assert r.recommendation_id and r.cold_start
+    finally:
+        await gone.aclose()
+        await pool.close()

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from mcloud_common.db import ensure_database
 from mcloud_common.grpc_server import GrpcService
+from mcloud_common.heap import freeze_long_lived
 from mcloud_common.logs import configure_logging
 from mcloud_common.metrics import serve_metrics
 from mcloud_common.migrations import upgrade
@@ -72,6 +73,8 @@ def main(
         serve_metrics(metrics_port, getattr(settings, "metrics_host", "127.0.0.1"))
 
     async def run() -> None:
-        await serve_until_stopped(await build(settings))
+        service = await build(settings)
+        freeze_long_lived(collect=True)  # before serving: the pause is harmless here
+        await serve_until_stopped(service)
 
     asyncio.run(run())
