@@ -6,7 +6,7 @@ export UV_SYSTEM_CERTS := true
 UV = $(shell ./scripts/ensure-uv.sh)
 VENV = .venv/bin
 
-.PHONY: install up down status demo test test-fast lint proto proto-check bench tenant
+.PHONY: install up down status demo test test-fast lint proto proto-check bench bench-quick tenant
 
 install: .venv/.installed
 
@@ -40,10 +40,39 @@ lint: install ## ruff, buf lint, buf breaking (against the previous commit), gen
 proto: install ## regenerate libs/mcloud-proto from proto/
 	$(VENV)/python scripts/gen_proto.py
 
-bench: install ## benchmarks; writes bench/REPORT.md
-	$(VENV)/python -m bench.ingest
-	$(VENV)/python -m bench.identity
-	$(VENV)/python -m bench.loyalty
-	$(VENV)/python -m bench.journey
-	$(VENV)/python -m bench.messaging
-	$(VENV)/python -m bench.recommend --rates 25,50,100,250,500,1000
+.PHONY: k8s-check
+k8s-check: install ## render every k8s/ overlay, validate it (Kubernetes schemas + policies), hadolint the Dockerfiles
+	$(VENV)/pytest -q -p no:cacheprovider tests/k8s
+
+# size knobs: extra arguments per bench (see `python -m bench.<name> --help`)
+BENCH_CEILINGS_ARGS ?=
+BENCH_INGEST_ARGS ?=
+BENCH_IDENTITY_ARGS ?=
+BENCH_LOYALTY_ARGS ?=
+BENCH_JOURNEY_ARGS ?=
+BENCH_MESSAGING_ARGS ?=
+BENCH_RECOMMEND_ARGS ?= --rates 25,50,100,250,500,1000
+define BENCH_STEPS
+	$(VENV)/python -m bench.ceilings $(BENCH_CEILINGS_ARGS)
+	$(VENV)/python -m bench.ingest $(BENCH_INGEST_ARGS)
+	$(VENV)/python -m bench.identity $(BENCH_IDENTITY_ARGS)
+	$(VENV)/python -m bench.loyalty $(BENCH_LOYALTY_ARGS)
+	$(VENV)/python -m bench.journey $(BENCH_JOURNEY_ARGS)
+	$(VENV)/python -m bench.messaging $(BENCH_MESSAGING_ARGS)
+	$(VENV)/python -m bench.recommend $(BENCH_RECOMMEND_ARGS)
+	$(VENV)/python -m bench.summary
+endef
+
+bench: install ## benchmarks: raw ceilings, every bench, then the summary; writes bench/REPORT.md (~1 h)
+	$(BENCH_STEPS)
+
+bench-quick: export BENCH_OUT = $(CURDIR)/.mcloud/bench-quick
+bench-quick: BENCH_CEILINGS_ARGS = --seconds 1
+bench-quick: BENCH_INGEST_ARGS = --batches 40 --batch-size 100 --concurrency 4 --track-rate 200 --track-seconds 3
+bench-quick: BENCH_IDENTITY_ARGS = --batches 10 --batch-size 200 --people 2000 --rate 200 --seconds 3
+bench-quick: BENCH_LOYALTY_ARGS = --members 200 --earns 1000 --spends 300 --bus-orders 500 --concurrency 16
+bench-quick: BENCH_JOURNEY_ARGS = --people 5000
+bench-quick: BENCH_MESSAGING_ARGS = --emails 1000 --people 500 --batch 500
+bench-quick: BENCH_RECOMMEND_ARGS = --users 3000 --items 500 --interactions 30000 --rates 50,100 --seconds 3
+bench-quick: install ## every bench at small sizes (a smoke check, minutes); report in .mcloud/bench-quick/
+	$(BENCH_STEPS)

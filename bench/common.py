@@ -13,8 +13,13 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPORT = BENCH_DIR / "REPORT.md"
-RESULTS = BENCH_DIR / "results"
+# BENCH_OUT=dir sends the report and the raw figures elsewhere (`make bench-quick` does, so a smoke
+# run never overwrites the real report)
+OUT = Path(os.environ.get("BENCH_OUT") or BENCH_DIR).resolve()
+REPORT = OUT / "REPORT.md"
+RESULTS = OUT / "results"
+# where a new section goes in REPORT.md: the summary first, the ceilings next, then the benches
+SECTION_ORDER = ("summary", "ceilings", "ingest", "identity", "loyalty", "journey", "messaging", "recommend")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -44,10 +49,15 @@ def create_tenant(home: Path, name: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def write_section(name: str, markdown: str, data: dict) -> None:
-    """Replace this benchmark's section of REPORT.md and store its raw figures as JSON."""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
+def write_section(name: str, markdown: str, data: dict, *, save: bool = True) -> None:
+    """Replace this benchmark's section of REPORT.md and store its raw figures as JSON (with the
+    time they were measured, `measured_at`, which the summary compares with the ceilings run's)."""
+    if save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamped = {**data, "measured_at": data.get("measured_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                     time.gmtime())}
+        (RESULTS / f"{name}.json").write_text(json.dumps(stamped, indent=2, default=str))
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
     text = REPORT.read_text() if REPORT.exists() else "# Benchmark report\n\nWritten by `make bench`.\n"
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -55,5 +65,16 @@ def write_section(name: str, markdown: str, data: dict) -> None:
     if begin in text:
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
     else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+        text = _insert(text, name, section)
     REPORT.write_text(text)
+
+
+def _insert(text: str, name: str, section: str) -> str:
+    """Put a new section before the first existing one that SECTION_ORDER places after it."""
+    rank = SECTION_ORDER.index(name) if name in SECTION_ORDER else len(SECTION_ORDER)
+    for later in SECTION_ORDER[rank + 1:]:
+        marker = f"<!-- {later}:begin -->"
+        if marker in text:
+            at = text.index(marker)
+            return text[:at] + section + "\n\n" + text[at:]
+    return text.rstrip() + "\n\n" + section + "\n"

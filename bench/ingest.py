@@ -2,16 +2,19 @@
 raw ceiling (asyncpg COPY of the same rows into identity's events table) as a ratio.
 
     python -m bench.ingest [--batches 400] [--batch-size 100] [--concurrency 8] [--people 5000]
+                           [--track-rate 500] [--track-seconds 20]
 
 Starts a stack the way `mcloud up` does (free ports, throwaway home), creates a tenant, sends
 Segment /v1/batch requests (90% track, 10% identify), then waits until the outbox is drained so the
-figure includes publishing to the stream.
+figure includes publishing to the stream. Then single `POST /v1/track` calls at a fixed open-loop
+rate (bench.loadgen, latency from each request's scheduled start): p50/p99 (`--track-rate 0` skips).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import random
 import tempfile
 import time
@@ -25,6 +28,7 @@ import httpx
 import orjson
 
 from bench.common import create_tenant, percentile, write_section
+from bench.loadgen import open_loop
 from mcloud_cli.stack import start_stack
 from mcloud_common.db import asyncpg_dsn, ensure_database, with_database
 from mcloud_common.migrations import upgrade_async
@@ -81,6 +85,23 @@ async def run_load(url: str, write_key: str, *, batches: int, size: int, concurr
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
+async def track_load(url: str, write_key: str, *, rate: float, seconds: float, people: int) -> dict:
+    """Single Segment track calls (`POST /v1/track`, a fresh messageId each) at `rate` per second."""
+    rng = random.Random(11)
+    now = datetime.now(UTC).isoformat()
+    n = max(1, int(rate * seconds))
+    bodies = [orjson.dumps({"messageId": str(uuid.uuid4()), "anonymousId": f"anon-{rng.randrange(people)}",
+                            "event": "Product Viewed", "timestamp": now,
+                            "properties": {"product_id": f"sku-{rng.randrange(500)}", "price": 129.0},
+                            "context": {"library": {"name": "analytics.js"}, "page": {"path": "/p"}}})
+              for _ in range(n)]
+    auth = base64.b64encode(f"{write_key}:".encode()).decode()
+    result = await open_loop(url, ["/v1/track"] * n, rate=rate, headers={"authorization": f"Basic {auth}"},
+                             bodies=bodies)
+    result["errors"] = sum(c for status, c in result["statuses"].items() if status != 200)
+    return result
+
+
 async def wait_drained(identity_db: str, limit_s: float = 300) -> float:
     conn = await asyncpg.connect(asyncpg_dsn(identity_db))
     start = time.perf_counter()
@@ -123,17 +144,24 @@ async def copy_ceiling(pg_url: str, rows: int, size: int) -> float:
 
 async def main_async(args: argparse.Namespace) -> dict:
     home = Path(tempfile.mkdtemp(prefix="mcloud-bench-"))
-    with start_stack(home / "mcloud") as stack:
+    # one key drives the whole load: lift its per-key rate limit (200/s by default) for the measurement
+    unlimited = {"GATEWAY_RATE_LIMIT_PER_SECOND": "1000000", "GATEWAY_RATE_LIMIT_BURST": "1000000"}
+    with start_stack(home / "mcloud", env=unlimited) as stack:
         keys = create_tenant(stack.home, f"bench-{uuid.uuid4().hex[:6]}")
         load = await run_load(stack.gateway_url, keys["write_key"], batches=args.batches, size=args.batch_size,
                               concurrency=args.concurrency, people=args.people)
         drain = await wait_drained(stack.database_url("identity"))
         total = load["seconds"] + drain
+        track = None
+        if args.track_rate > 0:
+            track = await track_load(stack.gateway_url, keys["write_key"], rate=args.track_rate,
+                                     seconds=args.track_seconds, people=args.people)
+            await wait_drained(stack.database_url("identity"))
         ceiling = await copy_ceiling(stack.database_url("identity"), load["events"], args.batch_size)
     published_rate = load["events"] / total
     return {**load, "drain_seconds": drain, "published_events_per_s": published_rate,
             "copy_rows_per_s": ceiling, "ratio_to_copy": load["events_per_s"] / ceiling,
-            "batch_size": args.batch_size, "concurrency": args.concurrency, "people": args.people}
+            "batch_size": args.batch_size, "concurrency": args.concurrency, "people": args.people, "track": track}
 
 
 def main() -> None:
@@ -142,8 +170,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--people", type=int, default=5000)
+    parser.add_argument("--track-rate", type=float, default=500, help="single /v1/track calls per second (0: skip)")
+    parser.add_argument("--track-seconds", type=float, default=20)
     args = parser.parse_args()
     r = asyncio.run(main_async(args))
+    t = r["track"]
+    track_row = "" if t is None else (
+        f"| single track `POST /v1/track` at {t['rate']:.0f} req/s open loop ({t['requests']:,} calls) | "
+        f"p50 {t['p50_ms']:.1f} ms, **p99 {t['p99_ms']:.1f} ms**, max {t['max_ms']:.0f} ms, achieved "
+        f"{t['achieved_rps']:.0f} req/s, {t['errors']} errors |\n")
     table = f"""
 Batch ingest through the gateway (`POST /v1/batch`, {r['batch_size']} events per batch, {r['concurrency']}
 concurrent clients, {r['people']} people, 10% identify) with identity resolution, message-id dedupe,
@@ -158,9 +193,9 @@ event storage and outbox, all on this one machine (load generator included).
 | end-to-end rate (stored and on the stream) | {r['published_events_per_s']:,.0f} events/s |
 | raw ceiling: asyncpg COPY of the same rows, {r['batch_size']} per transaction | {r['copy_rows_per_s']:,.0f} rows/s |
 | **ratio ingest / COPY ceiling** | **{r['ratio_to_copy']:.2f}** |
-
+{track_row}
 Command: `python -m bench.ingest --batches {r['events'] // r['batch_size']} --batch-size {r['batch_size']} \
---concurrency {r['concurrency']}`
+--concurrency {r['concurrency']} --track-rate {args.track_rate:g} --track-seconds {args.track_seconds:g}`
 """
     print(table)
     write_section("ingest", table, r)

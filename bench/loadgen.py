@@ -41,12 +41,17 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def open_loop(url: str, paths: Sequence[str], *, rate: float, headers: dict[str, str],
-                    connections: int = 32) -> dict:
-    """GET each of `paths` at `rate` per second over `connections` keep-alive connections."""
+                    connections: int = 32, bodies: Sequence[bytes] | None = None) -> dict:
+    """GET each of `paths` at `rate` per second over `connections` keep-alive connections (with
+    `bodies`, one JSON body per path: POST them instead)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
+    if bodies is None:
+        requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
+    else:
+        requests = [f"POST {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}content-type: application/json\r\n"
+                    f"content-length: {len(b)}\r\n\r\n".encode() + b for p, b in zip(paths, bodies, strict=True)]
     queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     latencies: list[float] = []
     statuses: dict[int, int] = {}

@@ -12,8 +12,8 @@ of this machine measured in the same run.
    consumer has booked all of them.
 3. Redemptions: SpendPoints from `concurrency` clients, a quarter of them on 16 hot members
    (contention on one member row), p50/p99 latency.
-4. Drift: for every member, sum(ledger) == sum(open lots) - debt, and booked points == what the
-   requests should have earned.
+4. Drift: for every member, sum(ledger) == sum(open lots) - debt == the balance GetMember reports
+   (available + pending), and booked points == what the requests should have earned.
 """
 
 from __future__ import annotations
@@ -112,6 +112,31 @@ async def drift(url: str, tenant: str, program_id: str) -> dict:
         await conn.close()
 
 
+async def balance_mismatches(url: str, stub, md, tenant: str, program_id: str, concurrency: int) -> int:
+    """Members whose balance as the service reports it (GetMember: available + pending) differs from
+    the sum of their ledger entries."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        sums = await conn.fetch(
+            "SELECT m.profile_id, (SELECT coalesce(sum(points), 0) FROM ledger_entries e WHERE e.tenant_id = "
+            "m.tenant_id AND e.program_id = m.program_id AND e.profile_id = m.profile_id) AS ledger "
+            "FROM members m WHERE m.tenant_id = $1 AND m.program_id = $2", uuid.UUID(tenant), uuid.UUID(program_id))
+    finally:
+        await conn.close()
+    wrong = 0
+
+    async def check(i: int) -> None:
+        nonlocal wrong
+        row = sums[i]
+        b = (await stub.GetMember(pb.GetMemberRequest(program_id=program_id, profile_id=str(row["profile_id"])),
+                                  metadata=md)).member.balance
+        if b.available + b.pending != row["ledger"]:
+            wrong += 1
+
+    r = await closed_loop(len(sums), concurrency, check)
+    return wrong + r["errors"]
+
+
 def order_points(total_minor: int) -> int:
     return 100 + total_minor // 100
 
@@ -180,6 +205,8 @@ async def main_async(args: argparse.Namespace) -> dict:
             health_pb2.HealthCheckRequest(service=""), metadata=md))
         pg = await pg_ceiling(stack.database_url("loyalty"), args.earns, args.concurrency)
         check = await drift(stack.database_url("loyalty"), tenant, program_id)
+        check["balance_mismatch"] = await balance_mismatches(stack.database_url("loyalty"), stub, md, tenant,
+                                                             program_id, args.concurrency)
         await channel.close()
     return {"earn": earns, "bus": {"orders": bus_orders, "seconds": bus_seconds, "per_s": bus_orders / bus_seconds},
             "spend": spends, "grpc_ceiling_per_s": grpc_ceiling["per_s"], "pg_txn_ceiling_per_s": pg,
@@ -197,7 +224,8 @@ def main() -> None:
     args = parser.parse_args()
     r = asyncio.run(main_async(args))
     e, b, s, d, p = r["earn"], r["bus"], r["spend"], r["drift"], r["params"]
-    drift_ok = d["drifting"] == 0 and d["earned"] == d["expected_earned"]
+    drift_ok = d["drifting"] == 0 and d["earned"] == d["expected_earned"] and d["balance_mismatch"] == 0
+    d["zero"] = drift_ok
     table = f"""
 loyalty-svc over gRPC (stack started as `mcloud up` starts it; the load generator runs on the same
 2-core machine), {p['members']:,} members, {p['concurrency']} concurrent clients.
@@ -216,6 +244,8 @@ loyalty-svc over gRPC (stack started as `mcloud up` starts it; the load generato
 | **ratio earns / gRPC ceiling**, **earns / transaction ceiling** | \
 **{e['per_s'] / r['grpc_ceiling_per_s']:.2f}**, **{e['per_s'] / r['pg_txn_ceiling_per_s']:.2f}** |
 | drift: members whose ledger sum differs from open lots - debt | **{d['drifting']}** of {d['members']:,} |
+| drift: members whose reported balance (GetMember available + pending) differs from their ledger sum \
+| **{d['balance_mismatch']}** of {d['members']:,} |
 | points booked as earned vs. expected from the requests | {d['earned']:,} vs. {d['expected_earned']:,} \
 ({'exact' if drift_ok else 'MISMATCH'}) |
 """
