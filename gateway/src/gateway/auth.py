@@ -18,7 +18,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 
 from gateway.bodies import read_json
 from gateway.errors import ProblemError
-from gateway.resources import Resources, get_resources
+from gateway.resources import Resources, resources_of
 from gateway.tenancy import ADMIN, SECRET, Principal, authenticate
 
 REALM = 'realm="mcloud"'
@@ -121,7 +121,7 @@ async def events_writer(
     _bearer: Annotated[Any, Depends(bearer_scheme)],
 ) -> Principal:
     """A key with events:write (a write key normally), from the header or the body's writeKey."""
-    resources = get_resources(request)
+    resources = resources_of(request)
     key = key_from_headers(request)
     if key is None:
         body = await read_json(request, _tracking_limit(request, resources))
@@ -147,7 +147,7 @@ def secret_key(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         _basic: Annotated[Any, Depends(basic_scheme)],
         _bearer: Annotated[Any, Depends(bearer_scheme)],
     ) -> Principal:
-        resources = get_resources(request)
+        resources = resources_of(request)
         principal = await _principal(resources, key_from_headers(request))
         _require_scope(principal, scope, secret=True)
         await _rate_limit(resources, principal, response)
@@ -164,7 +164,7 @@ async def any_key(
     _bearer: Annotated[Any, Depends(bearer_scheme)],
 ) -> Principal:
     """Any valid key, write or secret."""
-    resources = get_resources(request)
+    resources = resources_of(request)
     principal = await _principal(resources, key_from_headers(request))
     await _rate_limit(resources, principal, response)
     return principal
