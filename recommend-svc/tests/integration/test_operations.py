@@ -100,6 +100,9 @@ async def test_training_runs_are_idempotent_and_report_metrics(shop, clock):
     assert again.id == first.id
     latest = (await shop.call("GetTrainingRun", pb.GetTrainingRunRequest())).run
     assert latest.id == first.id
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await shop.call("GetTrainingRun", pb.GetTrainingRunRequest(run_id="not-a-run"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     similar = await shop.call("GetSimilarItems", pb.GetSimilarItemsRequest(item_id="pegasus-40", count=2))
     assert similar.items[0].item_id == "run-socks"  # bought together by everyone
 

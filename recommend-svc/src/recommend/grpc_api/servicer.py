@@ -13,6 +13,7 @@ from mcloud.recommend.v1 import recommend_pb2_grpc
 from mcloud_common.clock import Clock
 from mcloud_common.errors import InvalidArgument
 from mcloud_common.grpc_server import tenant_id
+from mcloud_common.ids import parse_uuid
 from mcloud_common.timestamps import from_timestamp
 from recommend.domain.config import Config
 from recommend.repo import items as item_repo
@@ -94,7 +95,11 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         return pb.RetrainModelResponse(run=run)
 
     async def GetTrainingRun(self, request: pb.GetTrainingRunRequest, context: Context) -> pb.GetTrainingRunResponse:
-        return pb.GetTrainingRunResponse(run=await self._trainer.get(tenant_id(context), request.run_id))
+        tenant = tenant_id(context)
+        if request.run_id and parse_uuid(request.run_id) is None:  # empty: the latest run
+            raise InvalidArgument("run_id must be a UUID (or empty for the latest run)", code="invalid_run_id",
+                                  field="run_id")
+        return pb.GetTrainingRunResponse(run=await self._trainer.get(tenant, request.run_id))
 
     # --- settings and stats ------------------------------------------------------------------------------
 
