@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncpg
 import grpc
+import httpx
 import orjson
 import pytest
+import redis.exceptions
+from fastapi import FastAPI
 from pydantic import ValidationError
 
-from gateway.errors import problem_for_rpc_error
+from gateway.errors import install_error_handlers, problem_for_rpc_error
 from gateway.settings import GatewaySettings
 
 
@@ -54,6 +58,28 @@ def test_error_code_comes_from_the_trailer():
     )
     assert body["code"] == "points_insufficient"
     assert body["type"] == "/problems/points_insufficient"
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(111, "Connection refused"),
+    asyncpg.CannotConnectNowError("the database system is shutting down"),
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    redis.exceptions.ConnectionError("Error 111 connecting"),
+])
+async def test_an_unreachable_database_or_valkey_is_a_503_with_retry_after_not_a_crash(error):
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/down")
+    async def down():
+        raise error
+
+    # the transport re-raises what escapes the app: an outage must be answered inside it, not logged as a crash
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        r = await client.get("/down")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "dependency_unavailable"
 
 
 def test_settings_defaults_and_targets():

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import grpc
 import orjson
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -240,7 +242,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if dependency_down(exc):
         log.warning("dependency unavailable", route=route_template(request.scope), error=repr(exc))
         return problem_response(503, "dependency_unavailable", detail="A dependency is unavailable; retry later.",
-                                instance=_instance(request), headers={"Retry-After": "1"})
+                                instance=_instance(request), headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
     # the route template, never the raw path: paths carry identifiers such as emails (PII)
     log.exception("unhandled error", route=route_template(request.scope), method=request.method)
     return problem_response(
@@ -248,9 +250,25 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     )
 
 
+# The errors by which the gateway's own database or Valkey says it cannot be reached (see dependency_down).
+# Handled by class, inside the app: the handler for Exception runs in Starlette's outermost middleware,
+# which answers and then re-raises, so an outage would be logged as a crash of the ASGI application.
+_DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    OSError,  # ConnectionError, TimeoutError, and socket errors of asyncpg's connect
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(grpc.aio.AioRpcError, _on_rpc)
+    for error in _DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -98,3 +98,20 @@ async def _campaign(api, db, clock, identity, md) -> None:
         history = await api.call("ListMessages", pb.ListMessagesRequest(campaign_id=campaign.id, page_size=100))
         assert len(history.messages) == RUNNERS
         assert len(sink.messages) == RUNNERS
+
+
+async def test_a_campaign_to_a_segment_that_does_not_exist_fails_once_instead_of_retrying_forever(api, db):
+    template = (await api.call("UpsertTemplate", pb.UpsertTemplateRequest(template=pb.Template(
+        name="Ghost", channel=pb.CHANNEL_EMAIL, default_locale="en",
+        variants=[pb.TemplateVariant(locale="en", subject="Hi", body_text="Hi")])))).template
+    campaign = (await api.call("SendCampaign", pb.SendCampaignRequest(
+        name="Nobody", segment_id=str(uuid.uuid4()), template_id=template.id))).campaign
+
+    async def failed():
+        c = (await api.call("GetCampaign", pb.GetCampaignRequest(campaign_id=campaign.id))).campaign
+        return c if c.status == pb.CAMPAIGN_STATUS_FAILED else None
+
+    done = await wait_until(failed, timeout=20, message="the campaign to fail")
+    assert done.queued == 0
+    row = await db.fetchrow("SELECT error, lease_until FROM campaigns WHERE id = $1", uuid.UUID(campaign.id))
+    assert "segment" in row["error"] and row["lease_until"] is None

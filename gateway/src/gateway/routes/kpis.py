@@ -53,7 +53,7 @@ from mcloud.messaging.v1 import messaging_pb2
 from mcloud.recommend.v1 import recommend_pb2
 from mcloud_common.grpc_client import tenant_metadata
 from mcloud_common.logs import get_logger
-from mcloud_common.timestamps import set_timestamp
+from mcloud_common.timestamps import from_timestamp, set_timestamp
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/v1/kpis", tags=["kpis"])
@@ -138,7 +138,7 @@ class Sections:
             repeat_customers=r.repeat_customers, repurchase_rate=r.repurchase_rate, window_buyers=r.window_buyers,
             window_repeat_buyers=r.window_repeat_buyers, window_repurchase_rate=r.window_repurchase_rate,
             churn_rate=r.churn_rate,
-            periods=[AudiencePeriod(start=time_field(p, "start"), known_gained=p.known_gained, erased=p.erased,
+            periods=[AudiencePeriod(start=from_timestamp(p.start), known_gained=p.known_gained, erased=p.erased,
                                     active=p.active, active_members=p.active_members, churned=p.churned,
                                     buyers=p.buyers, orders=p.orders) for p in r.periods])
 

@@ -8,6 +8,7 @@ A person is a `profile` (profile id or `type:value`, resolved through identity) 
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
@@ -59,7 +60,7 @@ READ_ERRORS = problem_responses(400, 401, 403, 404, 429, 503, 504)
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 422, 429, 503, 504)
 SERVE_ERRORS = problem_responses(400, 401, 403, 422, 429, 503, 504)
 RETRAIN_WAIT_SECONDS = 60.0  # deadline of a retrain with wait; the run goes on if it is exceeded (504)
-RunId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$", description="run id")]
+RunId = Annotated[uuid.UUID, Path(description="run id (as `POST /v1/recommendations/models/retrain` returned it)")]
 
 _SERVE_DESCRIPTION = (
     "Ranked items for a person in a scenario: `home`, `product_page` (needs `context_item`), `cart` "
@@ -246,7 +247,7 @@ async def latest_run(principal: RecommendReader, recommend: RecommendDep) -> Tra
 )
 async def get_run(run_id: RunId, principal: RecommendReader, recommend: RecommendDep) -> TrainingRunRead:
     result = await recommend.GetTrainingRun(
-        pb.GetTrainingRunRequest(run_id=run_id), metadata=tenant_metadata(principal.tenant_id)
+        pb.GetTrainingRunRequest(run_id=str(run_id)), metadata=tenant_metadata(principal.tenant_id)
     )
     return run_read(result.run)
 

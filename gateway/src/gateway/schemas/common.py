@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _encodable(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError: integers beyond 64 bits, text that is not Unicode
+        raise ValueError(f"must be encodable as JSON: {exc}") from None
+    return value
+
+
+# A free-form JSON object the gateway passes on to a service as JSON text: what cannot be encoded so (an
+# integer beyond 64 bits, a lone surrogate) is a 422 here, not an error when the call is made.
+JsonDict = Annotated[dict[str, Any], AfterValidator(_encodable)]
 
 
 class FieldError(BaseModel):

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.common import JsonDict
+
 EXAMPLE: dict[str, Any] = {
     "default_region": "CN",
     "identifiers": {
@@ -34,7 +36,7 @@ class IdentitySettings(BaseModel):
     trait_source_priority: list[str] | None = Field(
         None, description="a trait from an earlier source is not overwritten by a later one"
     )
-    lifecycle: dict[str, Any] | None = Field(
+    lifecycle: JsonDict | None = Field(
         None, description="repeat_min_orders, retained_min_orders, churn_after_days"
     )
     computed_events: dict[str, list[str]] | None = Field(

@@ -35,7 +35,7 @@ class ImportStart(BaseModel):
 
 
 class ImportRowIn(BaseModel):
-    number: int = Field(ge=1, description="1-based row number in the file (header excluded), ascending")
+    number: int = Field(ge=1, le=2**63 - 1, description="1-based row number in the file (header excluded), ascending")
     cells: list[Cell] = Field(max_length=500, description="cells in the order of the columns")
 
 

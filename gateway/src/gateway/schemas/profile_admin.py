@@ -4,10 +4,11 @@ segment membership."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.schemas.common import JsonDict
 from gateway.schemas.profiles import IdentifierRead, ProfileRead
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -25,7 +26,7 @@ class ProfileUpdate(BaseModel):
         },
     )
 
-    traits: dict[str, Any] = Field(default_factory=dict, description="traits to set on the profile")
+    traits: JsonDict = Field(default_factory=dict, description="traits to set on the profile")
     add_tags: list[Tag] = Field(default_factory=list, max_length=100)
     remove_tags: list[Tag] = Field(default_factory=list, max_length=100)
     source: Name = Field(

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.schemas.common import JsonDict
+
 RULES_DESCRIPTION = "rule tree (JSON object) over traits, computed traits and behaviour in time windows"
 RULES_EXAMPLE: dict[str, Any] = {
     "all": [
@@ -39,7 +41,7 @@ class SegmentWrite(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=2000)
-    rules: dict[str, Any] = Field(description=RULES_DESCRIPTION)
+    rules: JsonDict = Field(description=RULES_DESCRIPTION)
 
 
 class SegmentRead(BaseModel):
@@ -59,7 +61,7 @@ class SegmentList(BaseModel):
 class SegmentEstimateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rules": RULES_EXAMPLE}]})
 
-    rules: dict[str, Any] = Field(description=RULES_DESCRIPTION)
+    rules: JsonDict = Field(description=RULES_DESCRIPTION)
 
 
 class SegmentEstimate(BaseModel):

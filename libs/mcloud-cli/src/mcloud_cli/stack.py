@@ -6,6 +6,7 @@
         stack.urls["databases"]["gateway"], stack.urls["valkey"], stack.grpc_address("identity")
         old = stack.kill("identity")                          # SIGKILL it; `up` restarts it
         stack.wait_healthy("identity", not_pid=old)
+        stack.stop_valkey(); ...; stack.start_valkey()        # an outage of the embedded Valkey (same for postgres)
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mcloud_cli.children import die_with_parent_hook, tail
-from mcloud_cli.config import GATEWAY, SERVICES, StackPorts, host_port
+from mcloud_cli.config import GATEWAY, SERVICES, StackConfig, StackPorts, host_port
 from mcloud_cli.probes import grpc_serving, http_ok, tcp_ok, wait_until
-from mcloud_cli.servers import stop_embedded
+from mcloud_cli.servers import embedded_servers, stop_embedded
 from mcloud_cli.state import read_state, remove_state
+from mcloud_common.embedded import EmbeddedPostgres, EmbeddedValkey
 
 # starting ---------------------------------------------------------------------------------------
 
@@ -99,6 +101,28 @@ class StackHandle:
         if not wait_until(ready, timeout=timeout, interval=0.1):
             log = self.home / "logs" / f"{name}.log"
             raise TimeoutError(f"{name} not healthy within {timeout}s\n{tail(log)}")
+
+    # outages of the embedded servers: same port and data folder, so every client reconnects to the
+    # server it knew; `up` does not supervise them, so they stay down until started again
+    def _servers(self) -> tuple[EmbeddedPostgres, EmbeddedValkey]:
+        config = StackConfig(home=self.home, ports=self.ports)
+        if self.urls["postgres"] != config.postgres_url or self.urls["valkey"] != config.redis_url:
+            raise RuntimeError("this stack uses external servers (DATABASE_URL / REDIS_URL), not embedded ones")
+        return embedded_servers(config)
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (fast shutdown: open sessions are cut); its data stays."""
+        self._servers()[0].stop()
+
+    def start_postgres(self) -> None:
+        self._servers()[0].start()
+
+    def stop_valkey(self) -> None:
+        """Stop the embedded Valkey (SIGTERM: it writes its AOF and exits); its data stays."""
+        self._servers()[1].stop()
+
+    def start_valkey(self) -> None:
+        self._servers()[1].start(persist=True)
 
     def stop(self, timeout: float = 90) -> int:
         """SIGINT (as Ctrl-C does) and wait for the ordered shutdown; SIGKILL after `timeout`."""

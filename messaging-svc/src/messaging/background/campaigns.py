@@ -6,6 +6,7 @@ there and the keys make a repeated page queue nothing twice."""
 from __future__ import annotations
 
 import asyncpg
+import grpc
 
 from mcloud.identity.v1 import identity_pb2
 from mcloud_common.clock import Clock
@@ -54,9 +55,17 @@ class CampaignRunner:
     async def _run(self, c: asyncpg.Record) -> None:
         tenant, cid, cursor = str(c["tenant_id"]), str(c["id"]), c["cursor"]
         while True:
-            page = await self._identity.ListSegmentMembers(
-                identity_pb2.ListSegmentMembersRequest(segment_id=str(c["segment_id"]), page_size=c["batch_size"],
-                                                       page_token=cursor), metadata=tenant_metadata(tenant))
+            try:
+                page = await self._identity.ListSegmentMembers(
+                    identity_pb2.ListSegmentMembersRequest(segment_id=str(c["segment_id"]), page_size=c["batch_size"],
+                                                           page_token=cursor), metadata=tenant_metadata(tenant))
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise  # identity down or slow: the lease ends and a runner tries again from the cursor
+                # the segment is gone: no later run can do better, so the campaign fails instead of coming due
+                # again after every lease, forever
+                await self._fail(tenant, cid, exc.details() or "segment not found")
+                return
             now = self._clock.now()
             items = [NewMessage(profile_id=pid, requested_channel=c["channel"], template_id=str(c["template_id"]),
                                 template_version=c["template_version"], idempotency_key=campaign_key(cid, pid),
@@ -80,6 +89,12 @@ class CampaignRunner:
                 log.info("campaign queued", tenant=tenant, campaign_id=cid, queued=queued)
                 return
             cursor = page.next_page_token
+
+    async def _fail(self, tenant: str, cid: str, error: str) -> None:
+        log.warning("campaign failed", tenant=tenant, campaign_id=cid, error=error)
+        await self._pool.execute(
+            "UPDATE campaigns SET status = 'failed', error = $3, completed_at = $4, lease_until = NULL "
+            "WHERE tenant_id = $1 AND id = $2", tenant, cid, error[:500], self._clock.now())
 
 
 async def install(runtime: Runtime, settings: MessagingSettings, *, identity, **_kw) -> CampaignRunner:

@@ -118,9 +118,20 @@ class Sender:
             plans = [Outcome(row=r, error=exc.detail,
                              due_at=now + message_repo.retry_delay(r["attempts"], self._settings.retry_base_seconds))
                      for r in rows]
-        await asyncio.gather(*(self._deliver(tenant, o, now) for o in plans if o.status == "sending"))
-        async with self._pool.acquire() as conn:
-            await self._record(conn, tenant, plans, now)
+        # Outcomes are written as deliveries finish (each write takes whatever finished meanwhile), not once
+        # for the batch: a sender killed mid-batch resends only the few accepted in the last moments, not
+        # every message of the batch a provider had already taken.
+        recorder = _Recorder(self, tenant, now)
+        recorder.add([o for o in plans if o.status != "sending"])
+
+        async def deliver(o: Outcome) -> None:
+            await self._deliver(tenant, o, now)
+            recorder.add([o])
+
+        try:
+            await asyncio.gather(*(deliver(o) for o in plans if o.status == "sending"))
+        finally:
+            await recorder.close()
 
     async def _plan(self, tenant: str, rows: Sequence[asyncpg.Record], now: datetime) -> list[Outcome]:
         pids = sorted({str(r["profile_id"]) for r in rows})
@@ -273,6 +284,42 @@ class Sender:
             for r in updated:
                 events.extend(_events(tenant, r, now))
             await publish(conn, events, self._settings.stream_shards)
+
+
+class _Recorder:
+    """Writes finished outcomes in the background, one transaction per flush with all that finished since
+    the last one (micro-batches under load, one message at a time when sends trickle in)."""
+
+    def __init__(self, sender: Sender, tenant: str, now: datetime) -> None:
+        self._sender, self._tenant, self._now = sender, tenant, now
+        self._pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._run())
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        if outcomes:
+            self._pending.extend(outcomes)
+            self._wake.set()
+
+    async def close(self) -> None:
+        """Write what is left; raises what a write raised."""
+        self._closing = True
+        self._wake.set()
+        await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                async with self._sender._pool.acquire() as conn:
+                    await self._sender._record(conn, self._tenant, batch, self._now)
+            elif self._closing:
+                return
+            if self._closing:
+                self._wake.set()  # drain what arrived during the write, then stop
 
 
 _RECORD = """
