@@ -10,6 +10,7 @@ from types import FrameType
 
 import uvicorn
 
+from gateway.metrics import serve as serve_metrics
 from gateway.repo import MIGRATIONS
 from gateway.settings import GatewaySettings
 from mcloud_common.db import ensure_database
@@ -41,6 +42,7 @@ def serve(settings: GatewaySettings) -> None:
 
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
     configure_tracing(settings.service_name, settings.otlp_endpoint)
+    serve_metrics(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.http_host,

@@ -215,6 +215,8 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # FastAPI's own spans would record raw paths (PII) and cost CPU per request: gateway.tracing traces
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
     app.include_router(tracking.router)

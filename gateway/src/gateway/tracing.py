@@ -1,15 +1,19 @@
 """A server span per HTTP request (W3C traceparent honoured), so the gRPC client interceptor carries
-the trace on to the services and logs get trace ids. Pure ASGI: no per-request task overhead.
+the trace on to the services and logs get trace ids; and the request's RED metrics (gateway.metrics).
+Pure ASGI, one middleware for both: no per-request task overhead.
 
 Spans (and logs) carry the route template, never the raw path: paths hold identifiers such as
 /v1/profiles/email:rachel@example.com, which are PII."""
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.metrics import observe_request
 from mcloud_common.telemetry import extract_context
 
 _UNTRACED = frozenset({"/healthz", "/readyz"})
@@ -49,10 +53,13 @@ class TracingMiddleware:
             attributes={"http.request.method": method},
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
+        started = time.perf_counter()
+        outcome = [500, 0.0]  # status, seconds to the response start (a request that raises counts as 500)
 
         async def traced_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = outcome[0] = message["status"]
+                outcome[1] = time.perf_counter() - started
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(trace.Status(trace.StatusCode.ERROR))
@@ -66,6 +73,7 @@ class TracingMiddleware:
             raise
         finally:
             template = route_template(scope)
+            observe_request(method, template, outcome[0], outcome[1] or time.perf_counter() - started)
             span.set_attribute("http.route", template)
             span.update_name(f"{method} {template}")
             otel_context.detach(token)

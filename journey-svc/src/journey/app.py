@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from journey.background import events, schedule, worker
+from journey.background import events, gauges, schedule, worker
 from journey.grpc_api.servicer import JourneyServicer
 from journey.settings import JourneySettings
 from mcloud.journey.v1 import journey_pb2, journey_pb2_grpc
@@ -22,6 +22,7 @@ def _prepare_with(settings: JourneySettings, jobs: bool):
             await worker.install(runtime, settings)
             await events.install(runtime, settings)
             await schedule.install(runtime, settings, worker.Effects.from_settings(settings))
+            gauges.install(runtime)
 
     return prepare
 

@@ -11,7 +11,7 @@ from mcloud_common.clock import Clock
 from mcloud_common.grpc_client import make_channel
 from mcloud_common.grpc_server import GrpcService
 from mcloud_common.runtime import Runtime, build_service
-from messaging.background import campaigns, identity_events, sender
+from messaging.background import campaigns, gauges, identity_events, sender
 from messaging.grpc_api.servicer import MessagingServicer
 from messaging.settings import MessagingSettings
 
@@ -29,6 +29,7 @@ async def build(settings: MessagingSettings, *, clock: Clock | None = None, rela
             await sender.install(runtime, settings, identity=identity)
             await campaigns.install(runtime, settings, identity=identity)
             await identity_events.install(runtime, settings)
+            gauges.install(runtime)
 
     return await build_service(
         settings,

@@ -43,6 +43,7 @@ from mcloud_common.errors import DomainError
 from mcloud_common.ids import parse_uuid
 from mcloud_common.logs import get_logger
 from mcloud_common.runtime import Runtime
+from mcloud_common.telemetry import current_traceparent
 
 log = get_logger(__name__)
 
@@ -211,9 +212,9 @@ class Reactions:
             if grammar.matches(getattr(parsed.steps.get(r["step_id"]), "where", None), props) and (
                     not key or str(props.get(key, "")) == str((r["context"] or {}).get(key, ""))):
                 await conn.execute(
-                    "UPDATE enrollments SET arrived = true, waiting_for = '', due_at = $3, updated_at = $3 "
-                    "WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND waiting_for = $4",
-                    tenant, r["id"], now, name)
+                    "UPDATE enrollments SET arrived = true, waiting_for = '', due_at = $3, updated_at = $3, "
+                    "traceparent = $5 WHERE tenant_id = $1 AND id = $2 AND status = 'active' AND waiting_for = $4",
+                    tenant, r["id"], now, name, current_traceparent())
 
 
 async def opened(conn: asyncpg.Connection, tenant: str, event: event_pb2.Event) -> None:

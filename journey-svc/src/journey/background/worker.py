@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 import asyncpg
 import grpc
 import orjson
+from opentelemetry import trace
 
+from journey.background.gauges import TIMER_LAG_AT_CLAIM
 from journey.background.sends import SendBatcher, SendRefused
 from journey.domain import definition as grammar
 from journey.domain import engine
@@ -32,8 +34,10 @@ from mcloud_common.clock import Clock
 from mcloud_common.grpc_client import make_channel, tenant_metadata
 from mcloud_common.logs import get_logger
 from mcloud_common.runtime import Runtime
+from mcloud_common.telemetry import span_link
 
 log = get_logger(__name__)
+_tracer = trace.get_tracer("mcloud.journey.worker")
 
 MAX_ATTEMPTS = 5
 CONCURRENCY = 256  # steps in flight per worker; their sends share SendMessages calls
@@ -241,6 +245,8 @@ class Worker:
             rows = await repo.claim(conn, now, self._batch, self._lease)
         if not rows:
             return 0
+        for r in rows:
+            TIMER_LAG_AT_CLAIM.observe(max((now - r["was_due"]).total_seconds(), 0.0))
         statuses = {(r["tenant_id"], r["id"]): r["status"] for r in await self._pool.fetch(
             "SELECT tenant_id, id, status FROM journeys WHERE (tenant_id, id) IN "
             "(SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
@@ -254,7 +260,13 @@ class Worker:
             if status == "archived":
                 return Done(row, engine.Outcome(status="exited", exit_reason="archived", step_id=row["step_id"]))
             async with gate:
-                return await self._run(row, now)
+                # a new trace per step, linked to the event (or API call) that led to it
+                link = span_link(row.get("traceparent") or "")
+                with _tracer.start_as_current_span("journey step", kind=trace.SpanKind.CONSUMER,
+                                                   links=[link] if link else None, attributes={
+                                                       "mcloud.enrollment.id": str(row["id"]),
+                                                       "mcloud.journey.step_id": row["step_id"]}):
+                    return await self._run(row, now)
 
         done = await asyncio.gather(*(one(r) for r in rows))
         await self._save(done, now)

@@ -17,6 +17,7 @@ from mcloud.journey.v1 import journey_pb2 as pb
 from mcloud_common import paging
 from mcloud_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from mcloud_common.ids import new_id, parse_uuid
+from mcloud_common.telemetry import current_traceparent
 from mcloud_common.timestamps import set_timestamp
 
 STATUS = {"active": pb.ENROLLMENT_STATUS_ACTIVE, "completed": pb.ENROLLMENT_STATUS_COMPLETED,
@@ -82,12 +83,13 @@ async def enroll(conn: asyncpg.Connection, tenant: str, journey: asyncpg.Record,
     row = await conn.fetchrow(
         f"""
         INSERT INTO enrollments (tenant_id, id, journey_id, version, profile_id, holdout, entry_key, idempotency_key,
-                                 trigger, context, step_id, due_at, entered_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12)
+                                 trigger, context, step_id, due_at, entered_at, updated_at, traceparent)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12, $13)
         ON CONFLICT DO NOTHING
         RETURNING {_COLUMNS}
         """, tenant, new_id(), jid, journey["published_version"], entry.profile_id, holdout, entry.entry_key,
-        entry.idempotency_key, entry.trigger, entry.context or {}, "" if entry.gate else definition["start"], now)
+        entry.idempotency_key, entry.trigger, entry.context or {}, "" if entry.gate else definition["start"], now,
+        current_traceparent())
     if row is None:  # a concurrent twin won the race
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM enrollments WHERE tenant_id = $1 AND journey_id = $2 "
                                   "AND profile_id = $3 AND (status = 'active' OR entry_key = $4 "
@@ -123,19 +125,20 @@ async def log(conn: asyncpg.Connection, tenant: str, rows: list[tuple], now: dat
 
 _CLAIM = """
     WITH due AS (
-        SELECT tenant_id, id FROM enrollments
+        SELECT tenant_id, id, due_at FROM enrollments
         WHERE status = 'active' AND due_at <= $1
         ORDER BY due_at LIMIT $2
         FOR UPDATE SKIP LOCKED
     )
     UPDATE enrollments e SET due_at = $1 + make_interval(secs => $3), attempts = e.attempts
     FROM due WHERE e.tenant_id = due.tenant_id AND e.id = due.id
-    RETURNING e.tenant_id, e.*
+    RETURNING e.tenant_id, e.*, due.due_at AS was_due
 """
 
 
 async def claim(conn: asyncpg.Connection, now: datetime, limit: int, lease_seconds: float) -> list[asyncpg.Record]:
-    """Take up to `limit` due enrollments and lease them (they come due again if not saved in time)."""
+    """Take up to `limit` due enrollments and lease them (they come due again if not saved in time); each
+    row's `was_due` is when it came due (its `due_at` is now the lease's end)."""
     return await conn.fetch(_CLAIM, now, limit, lease_seconds)
 
 

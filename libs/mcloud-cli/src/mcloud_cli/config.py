@@ -28,9 +28,14 @@ def database_name(component: str) -> str:
     return f"mcloud_{component}"
 
 
+METRICS_OFFSET = 1000  # a process's Prometheus /metrics port is this far above the stack's gRPC ports
+
+
 @dataclass(frozen=True)
 class StackPorts:
-    """The TCP ports of one stack; service i listens on grpc_base + i (in SERVICES order)."""
+    """The TCP ports of one stack; service i listens on grpc_base + i (in SERVICES order). Metrics
+    (Prometheus /metrics) follow the gRPC ports: service i on grpc_base + 1000 + i, the gateway on
+    grpc_base + 1000 + 5 (51051..51056 by default)."""
 
     http: int = DEFAULT_HTTP_PORT
     grpc_base: int = DEFAULT_GRPC_BASE_PORT
@@ -40,11 +45,22 @@ class StackPorts:
     def grpc(self, service: str) -> int:
         return self.grpc_base + SERVICES.index(service)
 
+    def metrics(self, component: str) -> int:
+        """The /metrics port of a service or the gateway."""
+        index = len(SERVICES) if component == GATEWAY else SERVICES.index(component)
+        return self.grpc_base + METRICS_OFFSET + index
+
     @classmethod
     def free(cls) -> StackPorts:
         """Ports nobody listens on right now (for tests that run a stack beside others)."""
-        return cls(http=_free_port(), grpc_base=_free_port_range(len(SERVICES)), pg=_free_port(),
-                   valkey=_free_port())
+        n = len(SERVICES)
+        while True:
+            ports = cls(http=_free_port(), grpc_base=_free_port_range(n, also_at=((METRICS_OFFSET, n + 1),)),
+                        pg=_free_port(), valkey=_free_port())
+            taken = [ports.http, ports.pg, ports.valkey, *(ports.grpc(s) for s in SERVICES),
+                     *(ports.metrics(c) for c in (*SERVICES, GATEWAY))]
+            if len(set(taken)) == len(taken):  # nothing picked twice
+                return ports
 
 
 @dataclass(frozen=True)
@@ -116,9 +132,19 @@ class StackConfig:
     def gateway_url(self) -> str:
         return f"http://{HOST}:{self.ports.http}"
 
+    def metrics_port(self, component: str) -> int:
+        """The /metrics port of a component: from the stack's ports, unless <NAME>_METRICS_PORT is set in
+        our environment (0 turns it off)."""
+        given = os.environ.get(f"{component.upper()}_METRICS_PORT", "").strip()
+        return int(given) if given.isdigit() else self.ports.metrics(component)
+
+    def metrics_urls(self) -> dict[str, str]:
+        return {c: f"http://{HOST}:{port}/metrics" for c in (*SERVICES, GATEWAY) if (port := self.metrics_port(c))}
+
     def ports_to_check(self) -> dict[str, int]:
         """Ports that must be free before `up` starts its own processes on them."""
         ports = {GATEWAY: self.ports.http, **{s: self.ports.grpc(s) for s in SERVICES}}
+        ports.update({f"{c} metrics": port for c in (*SERVICES, GATEWAY) if (port := self.metrics_port(c))})
         if self.embedded_postgres:
             ports["postgres"] = self.ports.pg
         if self.embedded_valkey:
@@ -131,6 +157,7 @@ class StackConfig:
             "gateway": self.gateway_url,
             "docs": f"{self.gateway_url}/docs",
             "grpc": {s: self.grpc_address(s) for s in SERVICES},
+            "metrics": self.metrics_urls(),
             "postgres": self.postgres_url,
             "valkey": self.redis_url,
             "databases": {c: self.database_url(c) for c in (*SERVICES, GATEWAY)},
@@ -145,6 +172,8 @@ class StackConfig:
         prefix = component.upper()
         env[f"{prefix}_DATABASE_URL"] = self.database_url(component)
         env[f"{prefix}_REDIS_URL"] = self.redis_url
+        env[f"{prefix}_METRICS_HOST"] = HOST
+        env[f"{prefix}_METRICS_PORT"] = str(self.metrics_port(component))
         if self.clock_offset_file:
             env[f"{prefix}_CLOCK_OFFSET_FILE"] = self.clock_offset_file
         if component == GATEWAY:
@@ -192,13 +221,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _free_port_range(n: int) -> int:
-    """A base port b such that b .. b+n-1 are all bindable right now."""
+def _free_port_range(n: int, also_at: tuple[tuple[int, int], ...] = ()) -> int:
+    """A base port b such that b .. b+n-1 are all bindable right now, and so are the ranges
+    b+offset .. b+offset+count-1 for each (offset, count) in `also_at`."""
+    ranges = [(0, n), *also_at]
     for _ in range(200):
         base = _free_port()
-        if base + n > 65535:
+        if any(base + offset + count > 65535 for offset, count in ranges):
             continue
-        if all(port_free(base + i) for i in range(n)):
+        if all(port_free(base + offset + i) for offset, count in ranges for i in range(count)):
             return base
     raise RuntimeError(f"no {n} consecutive free ports found")
 

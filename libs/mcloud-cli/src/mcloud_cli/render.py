@@ -37,6 +37,8 @@ def urls_table(urls: dict) -> Table:
     table.add_row("API docs", urls["docs"])
     for s in SERVICES:
         table.add_row(f"{s} (gRPC)", urls["grpc"][s])
+    for c, url in urls.get("metrics", {}).items():
+        table.add_row(f"{c} (metrics)", url)
     table.add_row("PostgreSQL", urls["postgres"])
     table.add_row("Valkey", urls["valkey"])
     table.add_row("logs", urls["logs"])

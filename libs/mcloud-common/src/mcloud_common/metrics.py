@@ -1,5 +1,10 @@
 """Prometheus metrics every service shares (prometheus-client): RED per RPC, recorded by the gRPC server's
-interceptor, and a scrape endpoint (`<SVC>_METRICS_PORT`, off when 0) started by `service_main`.
+interceptor; sampled gauges (bus consumer lag, outbox backlog, and services' own: journey timer lag,
+messaging send-queue depth); and a scrape endpoint (`<SVC>_METRICS_PORT`, off when 0) started by
+`service_main`.
+
+Gauges that need a query are never computed per scrape: a background job of the service samples them
+every `<SVC>_METRICS_SAMPLE_SECONDS` (only while the endpoint is on) and a scrape reads the last values.
 
 The latency buckets are fine below 25 ms, where the services' targets are (recommendations p99 well under
 10 ms inside the service), so a percentile read from them is exact to about half a millisecond there."""
@@ -9,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.010,
                    0.0125, 0.015, 0.0175, 0.020, 0.025, 0.030, 0.040, 0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0,
@@ -19,6 +24,15 @@ RPC_SECONDS = Histogram("mcloud_rpc_server_duration_seconds", "Time inside the s
                         "to response), by method and status code", ["method", "code"], buckets=LATENCY_BUCKETS)
 RPC_ERRORS = Counter("mcloud_rpc_server_errors", "RPCs answered with a status other than OK, by method and code",
                      ["method", "code"])
+
+
+# sampled gauges -------------------------------------------------------------------------------------------
+CONSUMER_LAG = Gauge("mcloud_bus_consumer_lag", "Entries of a stream its consumer group has not finished with: "
+                     "not yet delivered plus delivered but not acknowledged (sampled)", ["group", "stream"])
+OUTBOX_BACKLOG = Gauge("mcloud_outbox_backlog", "Outbox rows not yet relayed to the bus (sampled)")
+OUTBOX_OLDEST_SECONDS = Gauge("mcloud_outbox_oldest_seconds", "Age of the oldest outbox row not yet relayed, 0 "
+                              "when the outbox is empty (sampled)")
+SAMPLE_FAILURES = Counter("mcloud_metrics_sample_failures", "Gauge sampling runs that failed, by job", ["job"])
 
 
 def observe_rpc(method: str, code: str, seconds: float) -> None:

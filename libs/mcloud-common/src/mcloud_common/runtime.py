@@ -14,10 +14,12 @@ from google.protobuf.descriptor import FileDescriptor
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from mcloud_common.bus import OutboxRelay, streams_of, trim_consumed
+from mcloud_common.bus.gauges import sample_consumer_lag, sample_outbox
 from mcloud_common.clock import Clock, clock_from_env
 from mcloud_common.db import create_engine, create_pool, session_factory
 from mcloud_common.grpc_server import GrpcService, Registrar
 from mcloud_common.logs import get_logger
+from mcloud_common.metrics import SAMPLE_FAILURES
 from mcloud_common.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -54,6 +56,21 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(loop(), name=name))
 
+    def sample(self, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """Run `job` (it sets Prometheus gauges) every `metrics_sample_seconds`, only while this process
+        serves /metrics: a scrape reads the last values, never a database."""
+        if not self.settings.metrics_port:
+            return
+
+        async def counted() -> None:
+            try:
+                await job()
+            except Exception:
+                SAMPLE_FAILURES.labels(name).inc()
+                raise
+
+        self.every(self.settings.metrics_sample_seconds, counted, name=f"metrics-{name}")
+
     async def close(self) -> None:
         self.closing = True
         pending = set(self.tasks)
@@ -85,6 +102,8 @@ async def open_runtime(settings: ServiceSettings, *, clock: Clock | None = None,
         own = streams_of(settings.service_name, settings.stream_shards)
         retention_ms = int(settings.stream_retention_hours * 3_600_000)
         runtime.every(60, lambda: trim_consumed(redis, own, retention_ms=retention_ms), name="stream-trim")
+    runtime.sample(lambda: sample_outbox(pool), name="outbox")
+    runtime.sample(sample_consumer_lag, name="consumer-lag")
     return runtime
 
 

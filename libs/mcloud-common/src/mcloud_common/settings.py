@@ -20,6 +20,10 @@ class ProcessSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     otlp_endpoint: str | None = Field(None, description="OTLP/gRPC collector; tracing export is off when unset")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus scrape endpoint /metrics (0: off)")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
+    metrics_sample_seconds: float = Field(10, gt=0, le=3600, description="how often gauges that need a query "
+                                          "(consumer lag, outbox backlog, queue depths) are sampled")
     clock_offset_file: str | None = Field(None, description="test hook: seconds to shift this process's clock")
 
     @field_validator("database_url")
@@ -55,8 +59,6 @@ class ServiceSettings(ProcessSettings):
     stream_shards: int = Field(4, ge=1, le=1024, description="shards per producer stream")
     relay_enabled: bool = Field(True, description="run the outbox relay in this process (off: another runs it)")
     stream_retention_hours: float = Field(168, gt=0, description="longest an entry stays on this service's streams")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus scrape endpoint /metrics (0: off)")
-    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
 
     @property
     def grpc_address(self) -> str:

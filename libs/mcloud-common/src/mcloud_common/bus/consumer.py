@@ -20,6 +20,7 @@ import secrets
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -73,6 +74,14 @@ _DEAD_LETTER = """
     VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 _MAX_ERROR_CHARS = 2000
+
+
+_running: weakref.WeakSet[StreamConsumer] = weakref.WeakSet()
+
+
+def running_consumers() -> list[StreamConsumer]:
+    """The consumers of this process that run in the background (started and not stopped), for metrics."""
+    return [c for c in _running if c._task is not None and not c._task.done()]
 
 
 def default_consumer_name() -> str:
@@ -496,6 +505,7 @@ class StreamConsumer:
             return self._task
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self.run(self._stop), name=f"consumer-{self.group}")
+        _running.add(self)
         return self._task
 
     async def stop(self, grace: float | None = None) -> None:
@@ -503,3 +513,4 @@ class StreamConsumer:
         plus 5 s), then stop."""
         await stop_task(self._task, self._stop, self.block_ms / 1000 + 5 if grace is None else grace)
         self._task = None
+        _running.discard(self)
