@@ -81,7 +81,10 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ensure_prefix_permissions(self.data_dir)
         for p in [self.data_dir, *self.data_dir.rglob("*")]:
-            os.chown(p, user.pw_uid, user.pw_gid)
+            try:
+                os.chown(p, user.pw_uid, user.pw_gid)
+            except FileNotFoundError:  # a running server removed it meanwhile (e.g. pg_internal.init)
+                continue
         return {"user": user.pw_uid, "group": user.pw_gid}
 
     def running(self) -> bool:
