@@ -422,8 +422,15 @@ def test_every_grpc_target_the_code_has_points_at_the_service(objects):
     for app in APPS:
         env = env_of(pod_spec(named(objects, "Deployment", app))["containers"][0])
         for callee in callees_in_code(app):
-            assert env[f"{app.upper()}_{callee.upper()}_TARGET"]["value"] == f"{callee}:{SERVICES[callee]}", app
+            # dns:/// on a headless Service: every ready pod, calls spread by round_robin
+            assert env[f"{app.upper()}_{callee.upper()}_TARGET"]["value"] == f"dns:///{callee}:{SERVICES[callee]}", app
     assert callees_in_code("gateway") == set(SERVICES)
+
+
+def test_grpc_services_are_headless(objects):
+    for svc in SERVICES:
+        assert named(objects, "Service", svc)["spec"]["clusterIP"] == "None", svc
+    assert "clusterIP" not in named(objects, "Service", "gateway")["spec"]
 
 
 def test_migrations_run_as_jobs_with_the_service_image(objects):

@@ -13,7 +13,10 @@ from mcloud_common import telemetry
 from mcloud_common.grpc_server import TENANT_METADATA
 from mcloud_common.telemetry import inject_traceparent
 
+# round_robin: with a target that resolves to several addresses (`dns:///recommend:50054` on a headless
+# Kubernetes Service) calls spread over every replica; with one address it behaves as pick_first
 _RETRY_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [{
         "name": [{}],
         "retryPolicy": {

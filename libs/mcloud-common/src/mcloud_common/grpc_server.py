@@ -27,6 +27,7 @@ log = get_logger(__name__)
 
 TENANT_METADATA = "x-tenant-id"
 ERROR_CODE_METADATA = "mcloud-error-code"
+MAX_CONNECTION_AGE_MS = 300_000
 _UNTRACED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 _STATUS_OF: dict[type[errors.DomainError], grpc.StatusCode] = {
@@ -180,7 +181,11 @@ class GrpcService:
     def __post_init__(self) -> None:
         self.server = grpc.aio.server(
             interceptors=[ServiceInterceptor(f"mcloud.{self.name}")],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                     # clients reconnect every few minutes (calls in flight finish first), so they resolve
+                     # the service again and find replicas added since: scaling out reaches old clients
+                     ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+                     ("grpc.max_connection_age_grace_ms", 30_000)],
         )
         self.health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
