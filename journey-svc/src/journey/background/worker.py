@@ -299,7 +299,10 @@ class Worker:
         held = [d for d in done if d.hold]
         async with self._pool.acquire() as conn, conn.transaction():
             if ok:
-                # one statement for the whole batch; a row whose lease is no longer ours is left alone
+                # one statement for the whole batch; a row whose lease is no longer ours is left alone. The lease
+                # check is IS NOT DISTINCT FROM, not =: with `=` the planner may look rows up by due_at, and a
+                # claimed batch shares one lease end, so each of its rows scanned the whole batch (or, with
+                # leases that coincide, far more: 12 minutes per 2,000 rows at 1,000,000 enrollments)
                 cols = list(zip(*[(d.row["tenant_id"], d.row["id"], d.outcome.status, d.outcome.step_id,
                                    orjson.dumps(d.outcome.visits).decode(),
                                    d.outcome.due_at if d.outcome.status == "active" else None,
@@ -318,7 +321,8 @@ class Worker:
                                 $12::text[])
                          AS u(tenant_id, id, status, step_id, visits, due_at, waiting_until, waiting_for, exit_reason,
                               ended_at, leased, context)
-                    WHERE e.tenant_id = u.tenant_id AND e.id = u.id AND e.status = 'active' AND e.due_at = u.leased
+                    WHERE e.tenant_id = u.tenant_id AND e.id = u.id AND e.status = 'active'
+                      AND e.due_at IS NOT DISTINCT FROM u.leased
                     """, *[list(c) for c in cols], now)
                 rows = [(d.row["tenant_id"], (d.row["id"], d.row["journey_id"], d.row["version"], step, kind, result,
                                               d.row["holdout"]))
