@@ -7,10 +7,10 @@ import json
 import os
 import platform
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from mcloud_cli.stack import create_tenant  # noqa: F401 (the benches import it from here)
 
 BENCH_DIR = Path(__file__).resolve().parent
 # BENCH_OUT=dir sends the report and the raw figures elsewhere (`make bench-quick` does, so a smoke
@@ -39,14 +39,6 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"{os.cpu_count()} cores {cpu}, Python {platform.python_version()}"
-
-
-def create_tenant(home: Path, name: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "mcloud_cli", "tenant", "create", name, "--json", "--home", str(home)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def write_section(name: str, markdown: str, data: dict, *, save: bool = True) -> None:

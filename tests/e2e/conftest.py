@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -23,11 +20,6 @@ def new_tenant(stack):
     """`mcloud tenant create NAME --json`, as an operator would run it."""
 
     def create(prefix: str = "acme") -> dict:
-        out = subprocess.run(
-            [sys.executable, "-m", "mcloud_cli", "tenant", "create", f"{prefix}-{uuid.uuid4().hex[:6]}",
-             "--json", "--home", str(stack.home)],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return stack.create_tenant(f"{prefix}-{uuid.uuid4().hex[:6]}")
 
     return create

@@ -5,10 +5,7 @@ and retries what was not accepted, as Segment's SDKs do."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -42,12 +39,7 @@ def stack(tmp_path_factory) -> StackHandle:
 @pytest.fixture(scope="package")
 def new_tenant(stack):
     def create(prefix: str) -> dict:
-        out = subprocess.run(
-            [sys.executable, "-m", "mcloud_cli", "tenant", "create", f"{prefix}-{uuid.uuid4().hex[:6]}",
-             "--json", "--home", str(stack.home)],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return stack.create_tenant(f"{prefix}-{uuid.uuid4().hex[:6]}")
 
     return create
 

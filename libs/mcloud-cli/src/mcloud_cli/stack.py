@@ -31,6 +31,16 @@ from mcloud_cli.servers import embedded_servers, stop_embedded
 from mcloud_cli.state import read_state, remove_state
 from mcloud_common.embedded import EmbeddedPostgres, EmbeddedValkey
 
+
+def create_tenant(home: Path, name: str) -> dict:
+    """`mcloud tenant create NAME --json --home HOME` in a subprocess: {"tenant_id", "write_key", "secret_key"}."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mcloud_cli", "tenant", "create", name, "--json", "--home", str(home)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 # starting ---------------------------------------------------------------------------------------
 
 
@@ -66,6 +76,10 @@ class StackHandle:
     @property
     def gateway_url(self) -> str:
         return self.urls["gateway"]
+
+    def create_tenant(self, name: str) -> dict:
+        """`mcloud tenant create NAME --json` on this stack, as an operator runs it: tenant_id and keys."""
+        return create_tenant(self.home, name)
 
     def database_url(self, component: str) -> str:
         return self.urls["databases"][component]
